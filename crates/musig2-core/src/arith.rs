@@ -117,11 +117,53 @@ pub(crate) fn mul(p: &Point, s: &Scalar) -> Option<Point> {
     p.mul_tweak(&tweak).ok()
 }
 
+/// `s·P` for a **public** scalar: variable time, one libsecp256k1 Strauss
+/// ecmult (through [`lincomb`]), about 1.5× faster than [`mul`].
+pub(crate) fn mul_public(p: &Point, s: &Scalar) -> Option<Point> {
+    lincomb(p, s, &Scalar::ZERO)
+}
+
 /// `s·G` for a secret scalar. The global context is re-randomized afterwards,
 /// seeded with the scalar, as libsecp256k1 recommends for secret operations.
 pub(crate) fn mul_base_secret(s: &Scalar) -> Option<Point> {
     let sk = secp256k1::SecretKey::from_secret_bytes(scalar_bytes(s)).ok()?;
     Some(Point::from_secret_key(&sk))
+}
+
+/// `(a·G, b·G)` for two secret scalars (a nonce pair), with **one** context
+/// re-randomization afterwards instead of two: this is what libsecp256k1's own
+/// `musig_nonce_gen` does, and it halves the cost of that step.
+#[allow(unsafe_code)]
+pub(crate) fn mul_base_secret_pair(a: &Scalar, b: &Scalar) -> Option<(Point, Point)> {
+    use secp256k1::ffi;
+    let (a_bytes, b_bytes) = (
+        zeroize::Zeroizing::new(scalar_bytes(a)),
+        zeroize::Zeroizing::new(scalar_bytes(b)),
+    );
+    let create = |ctx: core::ptr::NonNull<ffi::Context>, sk: &[u8; 32]| {
+        // SAFETY: `PublicKey::new` only creates a zeroed 64-byte buffer (it is
+        // `unsafe` because that buffer is not yet a valid key). `ctx` is the live
+        // global context lent by `with_raw_global_context` for the duration of
+        // the closure; `pk` is a valid, writable `ffi::PublicKey`; `sk` points to
+        // 32 readable bytes. The call only reads `sk` and writes `pk`, and
+        // returns 0 (leaving `pk` unused) if `sk` is zero or not below `n`.
+        let (ok, pk) = unsafe {
+            let mut pk = ffi::PublicKey::new();
+            let ok = ffi::secp256k1_ec_pubkey_create(ctx.as_ptr(), &mut pk, sk.as_ptr());
+            (ok, pk)
+        };
+        (ok == 1).then(|| Point::from(pk))
+    };
+    let pair = secp256k1::with_raw_global_context(
+        |ctx| Some((create(ctx, &a_bytes)?, create(ctx, &b_bytes)?)),
+        None,
+    );
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    for ((s, x), y) in seed.iter_mut().zip(a_bytes.iter()).zip(b_bytes.iter()) {
+        *s = x ^ y.rotate_left(3);
+    }
+    secp256k1::rerandomize_global_context(&seed);
+    pair
 }
 
 /// `u·P + v·G` for **public** scalars, in one libsecp256k1 ecmult (see the module
@@ -166,7 +208,8 @@ pub(crate) fn lincomb_slow(p: &Point, u: &Scalar, v: &Scalar) -> Option<Point> {
 
 /// The Jacobi symbol `(a / p)` of a 256-bit big-endian integer modulo the
 /// field prime, by the binary algorithm (variable time; for public data only).
-/// Returns 1, −1 or 0.
+/// Returns 1, −1 or 0. The 256-bit loop hands over to a `u128` loop as soon
+/// as both operands fit, which roughly halves the cost.
 pub(crate) fn jacobi(a_be: &[u8; 32]) -> i8 {
     let mut a = limbs_from_be(a_be);
     let mut n = FIELD_P;
@@ -175,6 +218,11 @@ pub(crate) fn jacobi(a_be: &[u8; 32]) -> i8 {
     }
     let mut t: i8 = 1;
     loop {
+        if a[2] == 0 && a[3] == 0 && n[2] == 0 && n[3] == 0 {
+            let a128 = (u128::from(a[1]) << 64) | u128::from(a[0]);
+            let n128 = (u128::from(n[1]) << 64) | u128::from(n[0]);
+            return t * jacobi_u128(a128, n128);
+        }
         if a == [0u64; 4] {
             return if n == [1, 0, 0, 0] { t } else { 0 };
         }
@@ -192,6 +240,29 @@ pub(crate) fn jacobi(a_be: &[u8; 32]) -> i8 {
             }
         }
         a = sub_limbs(&a, &n);
+    }
+}
+
+/// The binary Jacobi algorithm on `u128` (`n` odd).
+fn jacobi_u128(mut a: u128, mut n: u128) -> i8 {
+    let mut t: i8 = 1;
+    loop {
+        if a == 0 {
+            return if n == 1 { t } else { 0 };
+        }
+        let tz = a.trailing_zeros();
+        a >>= tz;
+        let n_mod_8 = n & 7;
+        if tz & 1 == 1 && (n_mod_8 == 3 || n_mod_8 == 5) {
+            t = -t;
+        }
+        if a < n {
+            core::mem::swap(&mut a, &mut n);
+            if a & 3 == 3 && n & 3 == 3 {
+                t = -t;
+            }
+        }
+        a -= n;
     }
 }
 

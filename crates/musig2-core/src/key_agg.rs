@@ -89,7 +89,7 @@ impl<F: Flavor> KeyAggContext<F> {
             };
             if a == Scalar::ONE {
                 terms.push(key.0);
-            } else if let Some(term) = arith::mul(&key.0, &a) {
+            } else if let Some(term) = arith::mul_public(&key.0, &a) {
                 terms.push(term);
             }
             coefficients.push(a);

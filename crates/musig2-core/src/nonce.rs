@@ -343,7 +343,7 @@ fn nonce_gen_internal(
     let k = |i: u8| arith::scalar_reduce(&base.clone().chain(&[i]).finish());
     let k1 = k(0);
     let k2 = k(1);
-    let (Some(r1), Some(r2)) = (arith::mul_base_secret(&k1), arith::mul_base_secret(&k2)) else {
+    let Some((r1, r2)) = arith::mul_base_secret_pair(&k1, &k2) else {
         return Err(Error::InvalidSecretNonce);
     };
     Ok((SecretNonce { k1, k2, pk: pubkey }, PublicNonce { r1, r2 }))

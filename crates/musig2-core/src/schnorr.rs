@@ -43,10 +43,10 @@ pub(crate) fn deterministic_nonce(
     let mut drbg = Rfc6979::new(&[seed.as_ref(), msg, ALGO16]);
     loop {
         let candidate = zeroize::Zeroizing::new(drbg.generate());
-        if let Some(k) = arith::scalar_checked(&candidate) {
-            if !arith::is_zero(&k) {
-                return zeroize::Zeroizing::new(k);
-            }
+        if let Some(k) = arith::scalar_checked(&candidate)
+            && !arith::is_zero(&k)
+        {
+            return zeroize::Zeroizing::new(k);
         }
     }
 }

@@ -106,7 +106,7 @@ impl<F: Flavor> SessionContext<F> {
         let q = key_agg.q();
         let b = F::nonce_coefficient(q, &aggnonce.to_bytes(), msg);
         let (r1, r2) = aggnonce.points();
-        let b_r2 = r2.and_then(|r2| arith::mul(r2, &b));
+        let b_r2 = r2.and_then(|r2| arith::mul_public(r2, &b));
         let r = match arith::add(r1.copied(), b_r2) {
             Some(r) => r,
             None => generator()?,
@@ -234,7 +234,7 @@ pub fn partial_sig_verify<F: Flavor>(
     };
     // Re = ±(R1 + b·R2)
     let (r1, r2) = pubnonce.points();
-    let mut expected = arith::add(Some(*r1), arith::mul(r2, &session.b));
+    let mut expected = arith::add(Some(*r1), arith::mul_public(r2, &session.b));
     if session.negate_nonce {
         expected = expected.map(|p| p.negate());
     }
