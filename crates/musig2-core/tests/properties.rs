@@ -1,5 +1,7 @@
 //! Properties of Lotus and BIP340 MuSig2 over random signer sets.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use musig2_core::{
     Bip340, Contribution, Error, Flavor, KeyAggContext, Keypair, Lotus, NonceCommitment,
     NonceGenInputs, PartialSignature, PublicNonce, SessionContext, aggregate_and_verify, key_sort,

@@ -10,6 +10,8 @@
 //! Each test counts the cases it checked and asserts the count, so a vector
 //! file that silently loses its cases fails the test.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 
 use musig2_core::{
