@@ -180,12 +180,12 @@ fn layers() -> Result<()> {
         };
         for dep in pkg["dependencies"].as_array().into_iter().flatten() {
             let dep_name = dep["name"].as_str().unwrap_or_default();
-            if let Some(&dep_level) = levels.get(dep_name) {
-                if dep_level >= level {
-                    problems.push(format!(
-                        "{name} (level {level}) depends on {dep_name} (level {dep_level}): only lower levels are allowed"
-                    ));
-                }
+            if let Some(&dep_level) = levels.get(dep_name)
+                && dep_level >= level
+            {
+                problems.push(format!(
+                    "{name} (level {level}) depends on {dep_name} (level {dep_level}): only lower levels are allowed"
+                ));
             }
         }
     }
