@@ -1,7 +1,8 @@
 //! The project's own automation, run as `cargo xtask <command>`:
 //!
-//! * `ci`: format check, clippy (`-D warnings`), the layering check, every
-//!   test, the doc tests, and `cargo deny` where it is installed. The README's
+//! * `ci`: format check, clippy (`-D warnings`), the layering check, the doc
+//!   tests, every other test (last, so that its summary closes the output), and
+//!   `cargo deny` where it is installed. The README's
 //!   test command and `.ci/run` are this command.
 //! * `layers`: fails if a crate depends on a crate at its own level or above,
 //!   or if `musig2-core` pulls in an I/O or async crate.
@@ -79,6 +80,10 @@ fn ci() -> Result<()> {
     )?;
     eprintln!("==> layers");
     layers()?;
+    run(
+        "doc tests",
+        cargo().args(["test", "--workspace", "--all-features", "--doc"]),
+    )?;
     if has_subcommand("nextest") {
         run(
             "tests (nextest)",
@@ -104,10 +109,6 @@ fn ci() -> Result<()> {
             ]),
         )?;
     }
-    run(
-        "doc tests",
-        cargo().args(["test", "--workspace", "--all-features", "--doc"]),
-    )?;
     if has_subcommand("deny") {
         run(
             "cargo deny",
