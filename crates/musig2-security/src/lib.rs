@@ -1,2 +1,35 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+
+pub mod announcement;
+pub mod content;
+mod encoding;
+mod events;
+mod ids;
+pub mod limits;
+mod manager;
+mod metrics;
+mod peer_map;
+pub mod phase;
+pub mod rate_limit;
+pub mod replay;
+pub mod reputation;
+mod rule;
+pub mod sessions;
+pub mod time;
+
+pub use announcement::{
+    InputScriptType, SessionAnnouncement, SessionRequest, SignerAdvertisement, SigningMetadata,
+    TransactionType, lotus_sdk_session_id, request_id, session_id,
+};
+pub use content::Delivery;
+pub use events::SecurityEvent;
+pub use ids::{ParseSessionIdError, PeerId, SessionId};
+pub use limits::SecurityConfig;
+pub use manager::SecurityManager;
+pub use metrics::MetricsSnapshot;
+pub use phase::{Admission, MessageKind, SenderRole, SessionPhase};
+pub use reputation::{BlacklistEntry, BlacklistReason, PeerScore};
+pub use rule::{Malformation, Penalty, Rejection, Rule, SignedObject, Violation};
+pub use sessions::{DirectMessage, SessionError, SessionInfo, StaleSessions};
+pub use time::{Clock, ManualClock, Millis, SystemClock};
