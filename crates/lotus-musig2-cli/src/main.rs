@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod demo;
 
 /// Lotus MuSig2: key aggregation, signing and verification, compatible with lotus-sdk.
 #[derive(Debug, Parser)]
@@ -27,15 +28,26 @@ enum Command {
     Verify(commands::VerifyArgs),
     /// Sign a 32-byte message with Lotus Schnorr (lotus-sdk's deterministic nonce).
     SchnorrSign(commands::SchnorrSignArgs),
+    /// Start N nodes on 127.0.0.1 that find each other through the DHT and sign one message.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs (RUST_LOG, default warn) go to stderr; results go to stdout.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
     let result = match cli.command {
         Command::KeyAgg(args) => commands::key_agg(&args),
         Command::SignLocal(args) => commands::sign_local(&args),
         Command::Verify(args) => commands::verify(&args),
         Command::SchnorrSign(args) => commands::schnorr_sign(&args),
+        Command::Demo(args) => demo::demo(&args),
     };
     match result {
         Ok(outcome) => {

@@ -189,9 +189,50 @@ fn bad_input_exits_2_with_a_message() {
 
 #[test]
 fn help_is_available_for_every_command() {
-    for cmd in ["key-agg", "sign-local", "verify", "schnorr-sign"] {
+    for cmd in ["key-agg", "sign-local", "verify", "schnorr-sign", "demo"] {
         let out = cli(&[cmd, "--help"]);
         assert!(out.status.success());
         assert!(stdout(&out).contains("Usage"));
+    }
+}
+
+#[test]
+fn demo_signs_over_the_network_and_the_signature_verifies() {
+    let out = cli(&["demo", "--signers", "3", "--election", "hash", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    for key in ["aggregate_pubkey", "message", "signature", "timings_ms"] {
+        assert!(!json[key].is_null(), "missing {key}");
+    }
+    assert_eq!(json["sighash_type"], "41");
+    let (pk, msg, sig) = (
+        json["aggregate_pubkey"].as_str().unwrap(),
+        json["message"].as_str().unwrap(),
+        json["signature"].as_str().unwrap(),
+    );
+    let verify = cli(&[
+        "verify",
+        "--pubkey",
+        pk,
+        "--message",
+        msg,
+        "--signature",
+        sig,
+    ]);
+    assert_eq!(stdout(&verify), "valid");
+    // Progress goes to stderr, one line per phase.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for phase in [
+        "announce_join",
+        "nonce_commitments",
+        "round1",
+        "round2",
+        "broadcast",
+    ] {
+        assert!(stderr.contains(phase), "no progress line for {phase}");
     }
 }

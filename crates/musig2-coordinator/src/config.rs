@@ -1,0 +1,112 @@
+//! The coordinator's configuration (the reference's `MuSig2P2PConfig`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use musig2_election::ElectionMethod;
+use musig2_security::{SecurityConfig, SessionAnnouncement};
+
+/// An application's decision on a signing request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinDecision {
+    /// Join and sign.
+    Join,
+    /// Refuse, with the reason (logged).
+    Refuse(String),
+}
+
+/// Sees every verified signing request that names one of our keys before this
+/// node joins it automatically.
+pub type JoinPolicy = Arc<dyn Fn(&SessionAnnouncement) -> JoinDecision + Send + Sync>;
+
+/// Configuration of a [`crate::Coordinator`].
+#[derive(Clone)]
+pub struct CoordinatorConfig {
+    /// Signing requests expire this long after creation (reference: 2 h).
+    pub session_timeout: Duration,
+    /// Phase 0 nonce commitments (reference default: on).
+    pub enable_nonce_commitment: bool,
+    /// Coordinator election method.
+    pub election_method: ElectionMethod,
+    /// Emit `ShouldBroadcast` and run failover.
+    pub enable_coordinator_election: bool,
+    /// Run the failover state machine.
+    pub enable_coordinator_failover: bool,
+    /// Dial signers discovered through advertisements.
+    pub enable_auto_connect: bool,
+    /// Minimum peer score for auto-connect.
+    pub min_reputation_auto_connect: i32,
+    /// Join verified requests automatically when the policy agrees.
+    pub auto_join: bool,
+    /// The join policy (default: join every request that names our key).
+    pub join_policy: JoinPolicy,
+    /// How long to look for a co-signer through the DHT.
+    pub discovery_timeout: Duration,
+    /// A participant that disconnects and stays away this long fails the session.
+    pub disconnect_grace: Duration,
+    /// A round that waits longer than this for contributions fails, naming who is missing.
+    pub round_timeout: Duration,
+    /// How often the coordinator checks the two timeouts above.
+    pub sweep_interval: Duration,
+    /// The security layer's limits.
+    pub security: SecurityConfig,
+    /// Capacity of the event channel.
+    pub event_capacity: usize,
+}
+
+impl std::fmt::Debug for CoordinatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoordinatorConfig")
+            .field("election_method", &self.election_method)
+            .field("enable_nonce_commitment", &self.enable_nonce_commitment)
+            .field("auto_join", &self.auto_join)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self {
+            session_timeout: Duration::from_secs(2 * 60 * 60),
+            enable_nonce_commitment: true,
+            election_method: ElectionMethod::Lexicographic,
+            enable_coordinator_election: true,
+            enable_coordinator_failover: true,
+            enable_auto_connect: true,
+            min_reputation_auto_connect: 0,
+            auto_join: false,
+            join_policy: Arc::new(|_| JoinDecision::Join),
+            discovery_timeout: Duration::from_secs(30),
+            disconnect_grace: Duration::from_secs(10),
+            round_timeout: Duration::from_secs(120),
+            sweep_interval: Duration::from_millis(250),
+            security: SecurityConfig::default(),
+            event_capacity: 4096,
+        }
+    }
+}
+
+impl CoordinatorConfig {
+    /// Applies `MUSIG2_ENABLE_AUTO_CONNECT` and `MUSIG2_MIN_REPUTATION_AUTO_CONNECT`.
+    pub fn with_env_overrides(mut self) -> Result<Self, crate::CoordinatorError> {
+        if let Ok(v) = std::env::var("MUSIG2_ENABLE_AUTO_CONNECT") {
+            self.enable_auto_connect = match v.trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => {
+                    return Err(crate::CoordinatorError::Config(format!(
+                        "MUSIG2_ENABLE_AUTO_CONNECT={other:?} is not a boolean"
+                    )));
+                }
+            };
+        }
+        if let Ok(v) = std::env::var("MUSIG2_MIN_REPUTATION_AUTO_CONNECT") {
+            self.min_reputation_auto_connect = v.trim().parse().map_err(|_| {
+                crate::CoordinatorError::Config(format!(
+                    "MUSIG2_MIN_REPUTATION_AUTO_CONNECT={v:?} is not a number"
+                ))
+            })?;
+        }
+        Ok(self)
+    }
+}

@@ -1,0 +1,181 @@
+//! Everything the coordinator tells the application, as one typed enum on a
+//! bounded broadcast channel (a receiver that falls more than the channel's
+//! capacity behind gets `Lagged` and loses the oldest events).
+
+use musig2_core::{PublicKey, Signature};
+use musig2_net::{Multiaddr, PeerId};
+use musig2_security::{SecurityEvent, SessionAnnouncement, SignerAdvertisement};
+
+/// A session id (32 bytes).
+pub type SessionId = [u8; 32];
+/// A signing-request id (32 bytes).
+pub type RequestId = [u8; 32];
+
+/// Stable codes carried by [`CoordinatorEvent::SessionError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// A partial signature did not verify.
+    InvalidPartialSignature,
+    /// A revealed nonce did not open its commitment.
+    NonceCommitmentMismatch,
+    /// A contribution could not be used (bad encoding, wrong index, bad join).
+    InvalidContribution,
+    /// A participant disconnected and did not come back in time.
+    ParticipantDisconnected,
+    /// A round did not complete in time; the error names who is missing.
+    RoundTimeout,
+    /// A participant aborted the session.
+    Aborted,
+    /// The session expired or got stuck (`cleanup_expired_sessions`).
+    Expired,
+    /// A message could not be delivered.
+    DeliveryFailed,
+    /// The aggregate signature is invalid although every partial verified.
+    AggregationFailed,
+}
+
+impl ErrorCode {
+    /// The code as lotus-sdk-style text (`INVALID_PARTIAL_SIGNATURE`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidPartialSignature => "INVALID_PARTIAL_SIGNATURE",
+            Self::NonceCommitmentMismatch => "NONCE_COMMITMENT_MISMATCH",
+            Self::InvalidContribution => "INVALID_CONTRIBUTION",
+            Self::ParticipantDisconnected => "PARTICIPANT_DISCONNECTED",
+            Self::RoundTimeout => "ROUND_TIMEOUT",
+            Self::Aborted => "SESSION_ABORTED",
+            Self::Expired => "SESSION_EXPIRED",
+            Self::DeliveryFailed => "DELIVERY_FAILED",
+            Self::AggregationFailed => "AGGREGATION_FAILED",
+        }
+    }
+}
+
+/// Coordinator events (the reference's event names in the comments).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum CoordinatorEvent {
+    /// A signing request we created is announced.
+    SigningRequestCreated {
+        /// Its id.
+        request_id: RequestId,
+        /// The session it will become.
+        session_id: SessionId,
+    },
+    /// A signing request that names one of our keys arrived and passed the
+    /// security checks; join it with `join_signing_request` (or it was joined
+    /// automatically by the join policy).
+    SigningRequestReceived {
+        /// The verified announcement.
+        announcement: Box<SessionAnnouncement>,
+    },
+    /// `session:created`: every required key has joined.
+    SessionCreated(SessionId),
+    /// `session:ready`: carries both ids.
+    SessionReady {
+        /// The request.
+        request_id: RequestId,
+        /// The session.
+        session_id: SessionId,
+    },
+    /// `session:nonce-commitments-complete`.
+    NonceCommitmentsComplete(SessionId),
+    /// `round1:complete`: every nonce is in.
+    Round1Complete(SessionId),
+    /// `session:complete`: every partial signature is in and the aggregate verifies.
+    SessionComplete {
+        /// The session.
+        session_id: SessionId,
+        /// The final signature.
+        signature: Signature,
+    },
+    /// `session:closed`.
+    SessionClosed(SessionId),
+    /// `session:error`. `signer` names the culprit where one is known.
+    SessionError {
+        /// The session.
+        session_id: SessionId,
+        /// A stable code.
+        code: ErrorCode,
+        /// The sorted index of the signer at fault, if any.
+        signer: Option<usize>,
+        /// Details.
+        message: String,
+    },
+    /// `session:should-broadcast`: this node is the (current) coordinator.
+    ShouldBroadcast {
+        /// The session.
+        session_id: SessionId,
+        /// Our sorted index.
+        coordinator_index: usize,
+    },
+    /// `session:coordinator-failed`: failover moved to the next coordinator.
+    CoordinatorFailed {
+        /// The session.
+        session_id: SessionId,
+        /// The new attempt number (2 = first backup).
+        attempt: usize,
+    },
+    /// `session:failover-exhausted`: every coordinator failed.
+    FailoverExhausted {
+        /// The session.
+        session_id: SessionId,
+        /// How many coordinators were tried.
+        attempts: usize,
+    },
+    /// `session:broadcast-confirmed`.
+    BroadcastConfirmed(SessionId),
+    /// `signer:discovered`.
+    SignerDiscovered(Box<SignerAdvertisement>),
+    /// `peer:discovered`.
+    PeerDiscovered {
+        /// The peer.
+        peer: PeerId,
+        /// Its addresses.
+        addrs: Vec<Multiaddr>,
+    },
+    /// `peer:connected`.
+    PeerConnected(PeerId),
+    /// `peer:disconnected`.
+    PeerDisconnected(PeerId),
+    /// `peer:updated`.
+    PeerUpdated {
+        /// The peer.
+        peer: PeerId,
+        /// Its addresses.
+        addrs: Vec<Multiaddr>,
+    },
+    /// `relay:addresses-available`.
+    RelayAddressesAvailable {
+        /// The relay.
+        relay: PeerId,
+    },
+    /// `peer:blacklisted`, `peer:graylisted`, `peer:should-ban`.
+    Security(SecurityEvent),
+}
+
+/// A snapshot of a session for `get_session`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The session.
+    pub session_id: SessionId,
+    /// The request it came from.
+    pub request_id: RequestId,
+    /// Its phase.
+    pub phase: musig2_security::SessionPhase,
+    /// The sorted signer keys.
+    pub signers: Vec<PublicKey>,
+    /// Our index among them.
+    pub my_index: usize,
+    /// The aggregate key (Taproot commitment key for Taproot requests).
+    pub aggregate_pubkey: PublicKey,
+    /// The message.
+    pub message: [u8; 32],
+    /// How many signers have joined.
+    pub joined: usize,
+    /// The final signature, once complete.
+    pub final_signature: Option<Signature>,
+    /// The current coordinator's sorted index.
+    pub coordinator_index: Option<usize>,
+}

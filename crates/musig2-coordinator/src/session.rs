@@ -1,0 +1,695 @@
+//! One signer's view of one signing session: a synchronous state machine with
+//! no I/O. Every input returns the actions to carry out (messages to send,
+//! events to emit) or a [`Fault`] that names the culprit.
+
+use musig2_core::{
+    KeyAggContext, Keypair, Lotus, NonceCommitment, NonceGenInputs, PartialSignature, PublicKey,
+    PublicNonce, SecretNonce, SessionContext, Signature, nonce_agg, nonce_gen, partial_sig_agg,
+    partial_sig_verify, schnorr, sign,
+};
+use musig2_election::{
+    ElectionMethod, Failover, FailoverStep, coordinator_priority_list, elect_coordinator,
+};
+use musig2_security::{InputScriptType, Millis, SessionAnnouncement, SessionPhase};
+use rand::CryptoRng;
+use tracing::info;
+
+use crate::events::{CoordinatorEvent, ErrorCode, RequestId, SessionId, SessionInfo};
+use crate::wire::{Body, join_digest};
+
+/// What the shell must do after an input.
+#[derive(Debug, Clone)]
+pub(crate) enum Action {
+    /// Send to every other signer.
+    SendToAll(Body),
+    /// Send to one signer.
+    SendTo(usize, Body),
+    /// Emit an event.
+    Emit(CoordinatorEvent),
+}
+
+/// A failed input: the session cannot go on, and `signer` is to blame if set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fault {
+    pub code: ErrorCode,
+    pub signer: Option<usize>,
+    pub message: String,
+}
+
+impl Fault {
+    fn blame(code: ErrorCode, signer: usize, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            signer: Some(signer),
+            message: message.into(),
+        }
+    }
+}
+
+/// A misuse of the API (wrong phase, unknown key): not a session failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Misuse(pub String);
+
+pub(crate) struct Session {
+    pub announcement: SessionAnnouncement,
+    pub session_id: SessionId,
+    pub request_id: RequestId,
+    pub keys: Vec<PublicKey>,
+    key_agg: KeyAggContext<Lotus>,
+    pub me: usize,
+    keypair: Keypair,
+    pub phase: SessionPhase,
+    /// Peer id of each signer, once known (from the announcement or its join).
+    pub peers: Vec<Option<String>>,
+    joined: Vec<bool>,
+    commitments_enabled: bool,
+    commitments: Vec<Option<NonceCommitment>>,
+    nonces: Vec<Option<PublicNonce>>,
+    psigs: Vec<Option<PartialSignature>>,
+    secnonce: Option<SecretNonce>,
+    context: Option<SessionContext<Lotus>>,
+    pub final_signature: Option<Signature>,
+    election_method: ElectionMethod,
+    elected: Option<usize>,
+    pub failover: Option<Failover>,
+    next_sequence: u64,
+    /// When the session last moved forward (for the round timeout).
+    pub progressed_at: Millis,
+}
+
+impl Session {
+    /// A session for the signer `keypair`, from a verified announcement.
+    pub fn new(
+        announcement: SessionAnnouncement,
+        keypair: Keypair,
+        my_peer_id: String,
+        commitments_enabled: bool,
+        default_method: ElectionMethod,
+        now: Millis,
+    ) -> Result<Self, Misuse> {
+        let keys = announcement.required_pubkeys.clone();
+        let me = keys
+            .iter()
+            .position(|k| *k == keypair.public_key())
+            .ok_or_else(|| Misuse("our key is not one of the request's signers".into()))?;
+        let creator = keys
+            .iter()
+            .position(|k| *k == announcement.creator_pubkey)
+            .ok_or_else(|| Misuse("the creator is not one of the signers".into()))?;
+        let mut key_agg = KeyAggContext::<Lotus>::new(&keys).map_err(|e| Misuse(e.to_string()))?;
+        if announcement.metadata.input_script_type == Some(InputScriptType::Taproot) {
+            // Taproot key path: sign for the commitment key Q + t·G (lotus-sdk).
+            key_agg = key_agg
+                .with_taproot_tweak(&[0u8; 32])
+                .map_err(|e| Misuse(e.to_string()))?;
+        }
+        let election_method = announcement
+            .election_method
+            .parse()
+            .unwrap_or(default_method);
+        let n = keys.len();
+        let mut peers = vec![None; n];
+        let mut joined = vec![false; n];
+        if let (Some(p), Some(j)) = (peers.get_mut(creator), joined.get_mut(creator)) {
+            *p = Some(announcement.creator_peer_id.clone());
+            *j = true;
+        }
+        if let (Some(p), Some(j)) = (peers.get_mut(me), joined.get_mut(me)) {
+            *p = Some(my_peer_id);
+            *j = true;
+        }
+        Ok(Self {
+            session_id: announcement.session_id().to_bytes(),
+            request_id: announcement.request_id,
+            announcement,
+            keys,
+            key_agg,
+            me,
+            keypair,
+            phase: SessionPhase::SigningRequest,
+            peers,
+            joined,
+            commitments_enabled,
+            commitments: vec![None; n],
+            nonces: vec![None; n],
+            psigs: vec![None; n],
+            secnonce: None,
+            context: None,
+            final_signature: None,
+            election_method,
+            elected: None,
+            failover: None,
+            next_sequence: 0,
+            progressed_at: now,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn next_sequence(&mut self) -> u64 {
+        self.next_sequence += 1;
+        self.next_sequence
+    }
+
+    pub fn aggregate_pubkey(&self) -> PublicKey {
+        self.key_agg.aggregate_pubkey()
+    }
+
+    /// The current coordinator's index (after failover, the backup's).
+    pub fn coordinator_index(&self) -> Option<usize> {
+        match &self.failover {
+            Some(f) => f.current(),
+            None => self.elected,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self.phase, SessionPhase::Complete | SessionPhase::Closed)
+    }
+
+    /// The signers whose contribution to the current phase is missing.
+    pub fn missing(&self) -> Vec<usize> {
+        let have: Vec<bool> = match self.phase {
+            SessionPhase::Init | SessionPhase::SigningRequest => self.joined.clone(),
+            SessionPhase::SessionReady | SessionPhase::NonceCommit if self.commitments_enabled => {
+                self.commitments.iter().map(Option::is_some).collect()
+            }
+            SessionPhase::SessionReady
+            | SessionPhase::NonceCommit
+            | SessionPhase::NonceExchange => self.nonces.iter().map(Option::is_some).collect(),
+            SessionPhase::PartialSigExchange => self.psigs.iter().map(Option::is_some).collect(),
+            SessionPhase::Complete | SessionPhase::Closed => vec![true; self.len()],
+        };
+        have.iter()
+            .enumerate()
+            .filter(|(_, h)| !**h)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    pub fn info(&self) -> SessionInfo {
+        SessionInfo {
+            session_id: self.session_id,
+            request_id: self.request_id,
+            phase: self.phase,
+            signers: self.keys.clone(),
+            my_index: self.me,
+            aggregate_pubkey: self.aggregate_pubkey(),
+            message: self.announcement.message,
+            joined: self.joined.iter().filter(|j| **j).count(),
+            final_signature: self.final_signature,
+            coordinator_index: self.coordinator_index(),
+        }
+    }
+
+    /// Our own join, to send to every other signer.
+    pub fn my_join(&self) -> Body {
+        let peer_id = self
+            .peers
+            .get(self.me)
+            .cloned()
+            .flatten()
+            .unwrap_or_default();
+        let pubkey = self.keypair.public_key();
+        let digest = join_digest(&self.request_id, &pubkey, &peer_id);
+        Body::SessionJoin {
+            signer_index: self.me as u32,
+            pubkey,
+            peer_id,
+            signature: schnorr::sign(self.keypair.secret_key(), &digest),
+        }
+    }
+
+    fn progress(&mut self, now: Millis) {
+        self.progressed_at = now;
+    }
+
+    /// A signer's join. `from_peer` is the authenticated sender.
+    pub fn on_join(
+        &mut self,
+        index: usize,
+        pubkey: &PublicKey,
+        peer_id: &str,
+        signature: &Signature,
+        from_peer: &str,
+        now: Millis,
+    ) -> Result<Vec<Action>, Fault> {
+        let bad = |m: &str| Fault::blame(ErrorCode::InvalidContribution, index, m.to_string());
+        if self.keys.get(index) != Some(pubkey) {
+            return Err(bad("join names a key that is not at its index"));
+        }
+        if peer_id != from_peer {
+            return Err(bad("join sent by another peer than the one it names"));
+        }
+        schnorr::verify(
+            pubkey,
+            &join_digest(&self.request_id, pubkey, peer_id),
+            signature,
+        )
+        .map_err(|_| bad("join signature is invalid"))?;
+        if let (Some(p), Some(j)) = (self.peers.get_mut(index), self.joined.get_mut(index)) {
+            *p = Some(peer_id.to_string());
+            *j = true;
+        }
+        self.progress(now);
+        Ok(self.check_ready())
+    }
+
+    /// Called after our own join too: the session is ready once everyone joined.
+    pub fn check_ready(&mut self) -> Vec<Action> {
+        if self.phase != SessionPhase::SigningRequest || self.joined.iter().any(|j| !j) {
+            return Vec::new();
+        }
+        self.phase = SessionPhase::SessionReady;
+        self.elected = elect_coordinator(&self.keys, self.election_method)
+            .ok()
+            .map(|e| e.coordinator_index);
+        vec![
+            Action::Emit(CoordinatorEvent::SessionCreated(self.session_id)),
+            Action::Emit(CoordinatorEvent::SessionReady {
+                request_id: self.request_id,
+                session_id: self.session_id,
+            }),
+        ]
+    }
+
+    fn generate_nonce<R: CryptoRng + ?Sized>(&mut self, rng: &mut R) -> PublicNonce {
+        let agg_pk = self.key_agg.nonce_gen_agg_pk();
+        let (secnonce, pubnonce) = nonce_gen(
+            rng,
+            self.keypair.public_key(),
+            NonceGenInputs {
+                secret_key: Some(self.keypair.secret_key()),
+                aggregate_pubkey: Some(&agg_pk),
+                message: Some(&self.announcement.message),
+                extra_input: Some(&self.session_id),
+            },
+        );
+        self.secnonce = Some(secnonce);
+        pubnonce
+    }
+
+    /// Phase 0: generate our nonce and publish only its commitment.
+    pub fn publish_nonce_commitment<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Millis,
+    ) -> Result<Vec<Action>, Misuse> {
+        if !self.commitments_enabled {
+            return Err(Misuse("nonce commitments are disabled".into()));
+        }
+        if self.phase != SessionPhase::SessionReady {
+            return Err(Misuse(format!(
+                "cannot commit to a nonce in phase {}",
+                self.phase
+            )));
+        }
+        let pubnonce = self.generate_nonce(rng);
+        let commitment =
+            NonceCommitment::commit(&self.session_id, &self.keypair.public_key(), &pubnonce);
+        self.set(Slot::Nonce, self.me, SlotValue::Nonce(pubnonce));
+        self.set(Slot::Commitment, self.me, SlotValue::Commitment(commitment));
+        self.phase = SessionPhase::NonceCommit;
+        self.progress(now);
+        let mut actions = vec![Action::SendToAll(Body::NonceCommit {
+            signer_index: self.me as u32,
+            commitment,
+        })];
+        actions.extend(self.check_commitments_complete());
+        Ok(actions)
+    }
+
+    fn check_commitments_complete(&mut self) -> Vec<Action> {
+        if self.phase == SessionPhase::NonceCommit && self.commitments.iter().all(Option::is_some) {
+            vec![Action::Emit(CoordinatorEvent::NonceCommitmentsComplete(
+                self.session_id,
+            ))]
+        } else {
+            Vec::new()
+        }
+    }
+
+    pub fn on_commitment(
+        &mut self,
+        index: usize,
+        commitment: NonceCommitment,
+        now: Millis,
+    ) -> Result<Vec<Action>, Fault> {
+        if self.commitments.get(index).is_some_and(Option::is_some) {
+            return Err(Fault::blame(
+                ErrorCode::InvalidContribution,
+                index,
+                "second nonce commitment",
+            ));
+        }
+        self.set(Slot::Commitment, index, SlotValue::Commitment(commitment));
+        self.progress(now);
+        Ok(self.check_commitments_complete())
+    }
+
+    /// Round 1: reveal our nonce.
+    pub fn start_round1<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Millis,
+    ) -> Result<Vec<Action>, Misuse> {
+        let pubnonce = if self.commitments_enabled {
+            if self.phase != SessionPhase::NonceCommit
+                || !self.commitments.iter().all(Option::is_some)
+            {
+                return Err(Misuse("round 1 needs every nonce commitment first".into()));
+            }
+            self.nonces
+                .get(self.me)
+                .copied()
+                .flatten()
+                .ok_or_else(|| Misuse("our nonce is missing".into()))?
+        } else {
+            if self.phase != SessionPhase::SessionReady {
+                return Err(Misuse(format!(
+                    "cannot start round 1 in phase {}",
+                    self.phase
+                )));
+            }
+            let nonce = self.generate_nonce(rng);
+            self.set(Slot::Nonce, self.me, SlotValue::Nonce(nonce));
+            nonce
+        };
+        self.phase = SessionPhase::NonceExchange;
+        self.progress(now);
+        let mut actions = vec![Action::SendToAll(Body::NonceShare {
+            signer_index: self.me as u32,
+            nonce: pubnonce,
+        })];
+        actions.extend(
+            self.check_round1_complete()
+                .map_err(|f| Misuse(f.message))?,
+        );
+        Ok(actions)
+    }
+
+    pub fn on_nonce(
+        &mut self,
+        index: usize,
+        nonce: PublicNonce,
+        now: Millis,
+    ) -> Result<Vec<Action>, Fault> {
+        if index == self.me {
+            return Err(Fault::blame(
+                ErrorCode::InvalidContribution,
+                index,
+                "a peer sent our own nonce",
+            ));
+        }
+        if self.context.is_some() || self.nonces.get(index).is_some_and(Option::is_some) {
+            return Err(Fault::blame(
+                ErrorCode::InvalidContribution,
+                index,
+                "second nonce",
+            ));
+        }
+        if self.commitments_enabled {
+            let signer = self.keys.get(index).copied();
+            let commitment = self.commitments.get(index).copied().flatten();
+            match (signer, commitment) {
+                (Some(key), Some(c)) => {
+                    c.verify(&self.session_id, &key, index, &nonce)
+                        .map_err(|_| {
+                            Fault::blame(
+                                ErrorCode::NonceCommitmentMismatch,
+                                index,
+                                "nonce does not open its commitment",
+                            )
+                        })?
+                }
+                _ => {
+                    return Err(Fault::blame(
+                        ErrorCode::InvalidContribution,
+                        index,
+                        "nonce before its commitment",
+                    ));
+                }
+            }
+        }
+        self.set(Slot::Nonce, index, SlotValue::Nonce(nonce));
+        self.progress(now);
+        self.check_round1_complete()
+    }
+
+    fn check_round1_complete(&mut self) -> Result<Vec<Action>, Fault> {
+        if self.phase != SessionPhase::NonceExchange || self.context.is_some() {
+            return Ok(Vec::new());
+        }
+        let Some(nonces) = self
+            .nonces
+            .iter()
+            .copied()
+            .collect::<Option<Vec<PublicNonce>>>()
+        else {
+            return Ok(Vec::new());
+        };
+        let context = SessionContext::new(
+            &self.key_agg,
+            &nonce_agg(&nonces),
+            &self.announcement.message,
+        )
+        .map_err(|e| Fault {
+            code: ErrorCode::AggregationFailed,
+            signer: None,
+            message: e.to_string(),
+        })?;
+        self.context = Some(context);
+        Ok(vec![Action::Emit(CoordinatorEvent::Round1Complete(
+            self.session_id,
+        ))])
+    }
+
+    /// Round 2: sign (consuming our secret nonce) and send the partial signature.
+    pub fn start_round2(&mut self, now: Millis) -> Result<Vec<Action>, Misuse> {
+        if self.phase != SessionPhase::NonceExchange {
+            return Err(Misuse(format!(
+                "cannot start round 2 in phase {}",
+                self.phase
+            )));
+        }
+        let context = self
+            .context
+            .as_ref()
+            .ok_or_else(|| Misuse("round 1 is not complete".into()))?;
+        let secnonce = self
+            .secnonce
+            .take()
+            .ok_or_else(|| Misuse("our secret nonce is gone".into()))?;
+        let psig =
+            sign(secnonce, &self.keypair, self.me, context).map_err(|e| Misuse(e.to_string()))?;
+        self.set(Slot::Psig, self.me, SlotValue::Psig(psig));
+        self.phase = SessionPhase::PartialSigExchange;
+        self.progress(now);
+        let mut actions = vec![Action::SendToAll(Body::PartialSigShare {
+            signer_index: self.me as u32,
+            partial_sig: psig,
+        })];
+        actions.extend(self.check_complete().map_err(|f| Misuse(f.message))?);
+        Ok(actions)
+    }
+
+    /// A partial signature, verified on arrival.
+    pub fn on_partial_sig(
+        &mut self,
+        index: usize,
+        psig: PartialSignature,
+        now: Millis,
+    ) -> Result<Vec<Action>, Fault> {
+        if index == self.me || self.psigs.get(index).is_some_and(Option::is_some) {
+            return Err(Fault::blame(
+                ErrorCode::InvalidContribution,
+                index,
+                "second partial signature",
+            ));
+        }
+        let (Some(context), Some(Some(nonce))) = (&self.context, self.nonces.get(index)) else {
+            return Err(Fault::blame(
+                ErrorCode::InvalidContribution,
+                index,
+                "partial signature before round 1",
+            ));
+        };
+        partial_sig_verify(context, &psig, nonce, index).map_err(|_| {
+            Fault::blame(
+                ErrorCode::InvalidPartialSignature,
+                index,
+                format!("signer {index}: invalid partial signature"),
+            )
+        })?;
+        self.set(Slot::Psig, index, SlotValue::Psig(psig));
+        self.progress(now);
+        self.check_complete()
+    }
+
+    fn check_complete(&mut self) -> Result<Vec<Action>, Fault> {
+        if self.phase != SessionPhase::PartialSigExchange {
+            return Ok(Vec::new());
+        }
+        let (Some(context), Some(psigs)) = (
+            &self.context,
+            self.psigs
+                .iter()
+                .copied()
+                .collect::<Option<Vec<PartialSignature>>>(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let signature = partial_sig_agg(context, &psigs);
+        musig2_core::verify(context, &signature).map_err(|_| Fault {
+            code: ErrorCode::AggregationFailed,
+            signer: None,
+            message: "the aggregate signature does not verify".into(),
+        })?;
+        self.final_signature = Some(signature);
+        self.phase = SessionPhase::Complete;
+        let mut actions = vec![Action::Emit(CoordinatorEvent::SessionComplete {
+            session_id: self.session_id,
+            signature,
+        })];
+        if self.elected.is_some() {
+            let priority = coordinator_priority_list(&self.keys, self.election_method);
+            self.failover = Some(Failover::new(priority));
+            actions.extend(self.should_broadcast());
+        }
+        Ok(actions)
+    }
+
+    fn should_broadcast(&self) -> Vec<Action> {
+        match self.coordinator_index() {
+            Some(c) if c == self.me => vec![Action::Emit(CoordinatorEvent::ShouldBroadcast {
+                session_id: self.session_id,
+                coordinator_index: c,
+            })],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The application decided the current coordinator failed.
+    pub fn coordinator_failed(&mut self) -> Result<Vec<Action>, Misuse> {
+        let failover = self
+            .failover
+            .as_mut()
+            .ok_or_else(|| Misuse("the session is not complete".into()))?;
+        Ok(match failover.coordinator_failed() {
+            FailoverStep::Next {
+                attempt,
+                coordinator,
+            } => {
+                info!(session = %hex::encode(self.session_id), attempt, coordinator, "coordinator failover");
+                let mut actions = vec![Action::Emit(CoordinatorEvent::CoordinatorFailed {
+                    session_id: self.session_id,
+                    attempt,
+                })];
+                actions.extend(self.should_broadcast());
+                actions
+            }
+            FailoverStep::Exhausted { attempts } => {
+                vec![Action::Emit(CoordinatorEvent::FailoverExhausted {
+                    session_id: self.session_id,
+                    attempts,
+                })]
+            }
+            _ => Vec::new(),
+        })
+    }
+
+    /// We broadcast: tell everyone and stop failover.
+    pub fn broadcast_complete(&mut self) -> Result<Vec<Action>, Misuse> {
+        let signature = self
+            .final_signature
+            .ok_or_else(|| Misuse("the session is not complete".into()))?;
+        if let Some(f) = self.failover.as_mut() {
+            f.broadcast_confirmed();
+        }
+        Ok(vec![
+            Action::SendToAll(Body::SignatureFinalized { signature }),
+            Action::Emit(CoordinatorEvent::BroadcastConfirmed(self.session_id)),
+        ])
+    }
+
+    /// The coordinator reports its broadcast.
+    pub fn on_finalized(
+        &mut self,
+        index: usize,
+        signature: &Signature,
+    ) -> Result<Vec<Action>, Fault> {
+        if self.final_signature.is_some_and(|s| s != *signature) {
+            return Err(Fault::blame(
+                ErrorCode::InvalidContribution,
+                index,
+                "finalized a different signature",
+            ));
+        }
+        let already = self.failover.as_ref().is_some_and(Failover::is_confirmed);
+        if let Some(f) = self.failover.as_mut() {
+            f.broadcast_confirmed();
+        }
+        Ok(if already {
+            Vec::new()
+        } else {
+            vec![Action::Emit(CoordinatorEvent::BroadcastConfirmed(
+                self.session_id,
+            ))]
+        })
+    }
+
+    /// The sighash type of the final signature: explicit metadata wins,
+    /// then Taproot → 0x61, P2PKH → 0x41, else none. Logged every time.
+    pub fn sighash_type(&self) -> Option<u8> {
+        let meta = &self.announcement.metadata;
+        let (value, rule) = match (meta.sighash_type, meta.input_script_type) {
+            (Some(explicit), _) => (Some(explicit), "explicit metadata.sighash_type"),
+            (None, Some(InputScriptType::Taproot)) => {
+                (Some(0x61), "taproot: SIGHASH_ALL|SIGHASH_LOTUS")
+            }
+            (None, Some(InputScriptType::PubKeyHash)) => {
+                (Some(0x41), "pubkeyhash: SIGHASH_ALL|SIGHASH_FORKID")
+            }
+            (None, _) => (None, "no script type: none"),
+        };
+        info!(session = %hex::encode(self.session_id), sighash = ?value, rule, "sighash type assigned");
+        value
+    }
+
+    fn set(&mut self, slot: Slot, index: usize, value: SlotValue) {
+        match (slot, value) {
+            (Slot::Commitment, SlotValue::Commitment(c)) => {
+                if let Some(s) = self.commitments.get_mut(index) {
+                    *s = Some(c);
+                }
+            }
+            (Slot::Nonce, SlotValue::Nonce(n)) => {
+                if let Some(s) = self.nonces.get_mut(index) {
+                    *s = Some(n);
+                }
+            }
+            (Slot::Psig, SlotValue::Psig(p)) => {
+                if let Some(s) = self.psigs.get_mut(index) {
+                    *s = Some(p);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Slot {
+    Commitment,
+    Nonce,
+    Psig,
+}
+
+enum SlotValue {
+    Commitment(NonceCommitment),
+    Nonce(PublicNonce),
+    Psig(PartialSignature),
+}
