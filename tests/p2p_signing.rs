@@ -163,3 +163,221 @@ async fn session_error(node: &mut ClusterNode) -> (ErrorCode, Option<usize>) {
     .await
     .unwrap()
 }
+
+/// The elected coordinator never confirms: each trigger moves
+/// `ShouldBroadcast` to the next node in the priority list, a backup's
+/// confirmation reaches everyone, and after N attempts failover is exhausted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_moves_should_broadcast_down_the_priority_list() {
+    let method = ElectionMethod::HashBased;
+    let mut cluster = LocalCluster::start(3, config(method)).await.unwrap();
+    let (session, _) = cluster
+        .sign_until_complete([3u8; 32], SigningMetadata::default(), &mut |_, _| {})
+        .await
+        .unwrap();
+    let sorted = musig2_core::key_sort(&cluster.pubkeys());
+    let priority = musig2_election::coordinator_priority_list(&sorted, method);
+    assert_eq!(priority.len(), 3);
+    let node_of = |cluster: &LocalCluster, sorted_index: usize| {
+        cluster
+            .nodes
+            .iter()
+            .position(|n| n.keypair.public_key() == sorted[sorted_index])
+            .unwrap()
+    };
+
+    for (attempt, &expected) in priority.iter().enumerate() {
+        let coordinator = node_of(&cluster, expected);
+        // Exactly the expected node believes it is the coordinator, and hears so.
+        for (i, node) in cluster.nodes.iter().enumerate() {
+            assert_eq!(
+                node.coordinator.is_coordinator(session),
+                i == coordinator,
+                "attempt {}",
+                attempt + 1
+            );
+        }
+        let index = cluster.nodes[coordinator]
+            .wait_for(Duration::from_secs(30), |e| match e {
+                CoordinatorEvent::ShouldBroadcast {
+                    session_id,
+                    coordinator_index,
+                } if *session_id == session => Some(*coordinator_index),
+                _ => None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(index, expected);
+        // It does not broadcast: every node's application times out.
+        for node in &cluster.nodes {
+            node.coordinator
+                .trigger_coordinator_failover(session)
+                .unwrap();
+        }
+        for node in cluster.nodes.iter_mut() {
+            let event = node
+                .wait_for(Duration::from_secs(30), |e| match e {
+                    CoordinatorEvent::CoordinatorFailed { attempt, .. } => Some(Ok(*attempt)),
+                    CoordinatorEvent::FailoverExhausted { attempts, .. } => Some(Err(*attempts)),
+                    _ => None,
+                })
+                .await
+                .unwrap();
+            if attempt + 1 < priority.len() {
+                assert_eq!(event, Ok(attempt + 2));
+            } else {
+                assert_eq!(event, Err(3), "N attempts in all, then exhaustion");
+            }
+        }
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_coordinator_confirms_for_everyone() {
+    let mut cluster = LocalCluster::start(3, config(ElectionMethod::Lexicographic))
+        .await
+        .unwrap();
+    let (session, _) = cluster
+        .sign_until_complete([4u8; 32], SigningMetadata::default(), &mut |_, _| {})
+        .await
+        .unwrap();
+    for node in &cluster.nodes {
+        node.coordinator
+            .trigger_coordinator_failover(session)
+            .unwrap();
+    }
+    let backup = cluster
+        .nodes
+        .iter()
+        .position(|n| n.coordinator.is_coordinator(session))
+        .unwrap();
+    cluster.nodes[backup]
+        .wait_for(Duration::from_secs(30), |e| {
+            matches!(e, CoordinatorEvent::ShouldBroadcast { .. }).then_some(())
+        })
+        .await
+        .unwrap();
+    cluster.nodes[backup]
+        .coordinator
+        .notify_broadcast_complete(session)
+        .unwrap();
+    for node in cluster.nodes.iter_mut() {
+        node.wait_for(Duration::from_secs(30), |e| {
+            matches!(e, CoordinatorEvent::BroadcastConfirmed(id) if *id == session).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+    cluster.shutdown().await;
+}
+
+/// A signer vanishes mid-round: the others report it by index within the
+/// configured grace period instead of waiting forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signer_that_disconnects_mid_round_is_named() {
+    let cfg = CoordinatorConfig {
+        disconnect_grace: Duration::from_millis(300),
+        ..config(ElectionMethod::Lexicographic)
+    };
+    let mut cluster = LocalCluster::start(3, cfg).await.unwrap();
+    let keys = cluster.pubkeys();
+    let creator = &cluster.nodes[0];
+    creator
+        .coordinator
+        .announce_signing_request(
+            &keys,
+            [5u8; 32],
+            &creator.keypair,
+            SigningMetadata::default(),
+        )
+        .await
+        .unwrap();
+    let mut session = None;
+    for node in cluster.nodes.iter_mut() {
+        session = Some(
+            node.wait_for(Duration::from_secs(30), |e| match e {
+                CoordinatorEvent::SessionReady { session_id, .. } => Some(*session_id),
+                _ => None,
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    let session = session.unwrap();
+    // Everyone commits; node 2 then disappears before revealing its nonce.
+    for node in &cluster.nodes {
+        node.coordinator.publish_nonce_commitments(session).unwrap();
+    }
+    for node in cluster.nodes.iter_mut() {
+        node.wait_for(Duration::from_secs(30), |e| {
+            matches!(e, CoordinatorEvent::NonceCommitmentsComplete(id) if *id == session)
+                .then_some(())
+        })
+        .await
+        .unwrap();
+    }
+    let gone = cluster.nodes[2]
+        .coordinator
+        .get_session(session)
+        .unwrap()
+        .my_index;
+    cluster.nodes[2].coordinator.shutdown().await;
+    for i in [0, 1] {
+        cluster.nodes[i].coordinator.start_round1(session).unwrap();
+    }
+    let started = std::time::Instant::now();
+    for i in [0, 1] {
+        let (code, signer) = session_error(&mut cluster.nodes[i]).await;
+        assert_eq!(
+            (code, signer),
+            (ErrorCode::ParticipantDisconnected, Some(gone))
+        );
+        assert!(cluster.nodes[i].coordinator.get_session(session).is_none());
+    }
+    // Reported after the grace period, long before any round timeout.
+    assert!(started.elapsed() < Duration::from_secs(20));
+    cluster.shutdown().await;
+}
+
+/// Discovery uses the DHT only: every node is configured with the bootstrap
+/// node's address and nothing else, and auto-connect is off, so the only way a
+/// node can reach a co-signer is the address in that co-signer's DHT record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn co_signers_are_found_through_the_dht_only() {
+    let cfg = CoordinatorConfig {
+        enable_auto_connect: false,
+        ..config(ElectionMethod::Lexicographic)
+    };
+    let mut cluster = LocalCluster::start(4, cfg).await.unwrap();
+    let bootstrap = cluster.bootstrap.local_peer_id();
+    let peers = cluster.nodes[0]
+        .coordinator
+        .net()
+        .connected_peers()
+        .await
+        .unwrap();
+    assert!(peers.contains(&bootstrap));
+    let outcome = cluster
+        .sign([6u8; 32], SigningMetadata::default(), |_, _| {})
+        .await
+        .unwrap();
+    let ctx = KeyAggContext::<Lotus>::new_sorted(&cluster.pubkeys()).unwrap();
+    schnorr::verify(
+        &ctx.aggregate_pubkey(),
+        &[6u8; 32],
+        &outcome.signature.signature,
+    )
+    .unwrap();
+    // Now it talks to every co-signer directly (full mesh).
+    let peers = cluster.nodes[0]
+        .coordinator
+        .net()
+        .connected_peers()
+        .await
+        .unwrap();
+    for node in &cluster.nodes[1..] {
+        assert!(peers.contains(&node.coordinator.local_peer_id()));
+    }
+    cluster.shutdown().await;
+}

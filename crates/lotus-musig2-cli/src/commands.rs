@@ -171,3 +171,33 @@ pub fn schnorr_sign(args: &SchnorrSignArgs) -> Result<Outcome> {
     let secret = parse_seckey(&args.seckey, "secret key")?;
     Ok(Outcome::ok(schnorr::sign(&secret, &message).to_string()))
 }
+
+#[derive(Debug, Args)]
+pub struct ElectArgs {
+    /// Election method: lexicographic, hash-based, first-signer, last-signer.
+    #[arg(long, default_value = "lexicographic")]
+    method: String,
+    /// The signers' public keys, 33-byte compressed hex, any order.
+    #[arg(required = true, value_name = "PUBKEY")]
+    pubkeys: Vec<String>,
+}
+
+/// `elect`: lotus-sdk's coordinator election, as one JSON object (indexes are
+/// positions in the sorted key list).
+pub fn elect(args: &ElectArgs) -> Result<Outcome> {
+    use lotus_musig2::election::{ElectionMethod, coordinator_priority_list, elect_coordinator};
+    let method: ElectionMethod = args
+        .method
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--method: {e}"))?;
+    let keys = parse_pubkeys(&args.pubkeys)?;
+    let result = elect_coordinator(&keys, method)?;
+    let out = json!({
+        "coordinator_index": result.coordinator_index,
+        "coordinator_pubkey": result.coordinator_pubkey.to_string(),
+        "sorted_signers": result.sorted_signers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "election_proof": result.election_proof,
+        "priority_list": coordinator_priority_list(&keys, method),
+    });
+    Ok(Outcome::ok(out.to_string()))
+}

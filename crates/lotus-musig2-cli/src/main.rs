@@ -28,6 +28,8 @@ enum Command {
     Verify(commands::VerifyArgs),
     /// Sign a 32-byte message with Lotus Schnorr (lotus-sdk's deterministic nonce).
     SchnorrSign(commands::SchnorrSignArgs),
+    /// Elect the coordinator of a signer set (lotus-sdk's four methods), as JSON.
+    Elect(commands::ElectArgs),
     /// Start N nodes on 127.0.0.1 that find each other through the DHT and sign one message.
     Demo(demo::DemoArgs),
 }
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::verify(&args),
         Command::SchnorrSign(args) => commands::schnorr_sign(&args),
         Command::Demo(args) => demo::demo(&args),
+        Command::Elect(args) => commands::elect(&args),
     };
     match result {
         Ok(outcome) => {

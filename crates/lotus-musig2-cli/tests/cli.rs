@@ -189,7 +189,14 @@ fn bad_input_exits_2_with_a_message() {
 
 #[test]
 fn help_is_available_for_every_command() {
-    for cmd in ["key-agg", "sign-local", "verify", "schnorr-sign", "demo"] {
+    for cmd in [
+        "key-agg",
+        "sign-local",
+        "verify",
+        "schnorr-sign",
+        "demo",
+        "elect",
+    ] {
         let out = cli(&[cmd, "--help"]);
         assert!(out.status.success());
         assert!(stdout(&out).contains("Usage"));
@@ -235,4 +242,37 @@ fn demo_signs_over_the_network_and_the_signature_verifies() {
     ] {
         assert!(stderr.contains(phase), "no progress line for {phase}");
     }
+}
+
+#[test]
+fn elect_matches_lotus_sdk_vectors() {
+    let v = vectors("election.json");
+    let mut checked = 0;
+    for case in v["sets"].as_array().unwrap() {
+        let keys = strings(&case["input_pubkeys"]);
+        for (name, expected) in case["methods"].as_object().unwrap() {
+            let mut args = vec!["elect", "--method", name.as_str()];
+            args.extend(keys.iter().map(String::as_str));
+            let out = cli(&args);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+            assert_eq!(
+                json["coordinator_index"], expected["coordinatorIndex"],
+                "{name}"
+            );
+            assert_eq!(
+                json["coordinator_pubkey"], expected["coordinatorPublicKey"],
+                "{name}"
+            );
+            assert_eq!(json["election_proof"], expected["electionProof"], "{name}");
+            assert_eq!(json["sorted_signers"], expected["sortedSigners"], "{name}");
+            assert_eq!(json["priority_list"].as_array().unwrap().len(), keys.len());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 28, "only {checked} election cases");
 }

@@ -204,6 +204,63 @@ impl LocalCluster {
         metadata: SigningMetadata,
         mut progress: impl FnMut(Step, Duration),
     ) -> Result<SigningOutcome, CoordinatorError> {
+        let (session_id, mut timings) = self
+            .sign_until_complete(message, metadata, &mut progress)
+            .await?;
+        let timeout = self.step_timeout;
+        let clock = Instant::now();
+        // Exactly one node hears that it should broadcast.
+        let mut broadcaster = None;
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            if node.coordinator.is_coordinator(session_id) {
+                node.wait_for(timeout, |e| {
+                    matches!(e, CoordinatorEvent::ShouldBroadcast { session_id: id, .. } if *id == session_id).then_some(())
+                })
+                .await?;
+                node.coordinator.notify_broadcast_complete(session_id)?;
+                broadcaster = Some(i);
+            }
+        }
+        let broadcaster =
+            broadcaster.ok_or(CoordinatorError::WrongState("no coordinator".into()))?;
+        for node in self.nodes.iter_mut() {
+            node.wait_for(timeout, |e| {
+                matches!(e, CoordinatorEvent::BroadcastConfirmed(id) if *id == session_id)
+                    .then_some(())
+            })
+            .await?;
+        }
+        let took = clock.elapsed();
+        progress(Step::Broadcast, took);
+        timings.push((Step::Broadcast, took));
+
+        let node = self
+            .nodes
+            .get(broadcaster)
+            .ok_or(CoordinatorError::UnknownSession)?;
+        let info = node
+            .coordinator
+            .get_session(session_id)
+            .ok_or(CoordinatorError::UnknownSession)?;
+        let signature = node.coordinator.get_final_signature(session_id)?;
+        let broadcaster = info.my_index;
+        Ok(SigningOutcome {
+            session_id,
+            aggregate_pubkey: info.aggregate_pubkey,
+            signature,
+            broadcaster,
+            timings,
+        })
+    }
+
+    /// [`LocalCluster::sign`] up to `SessionComplete` at every node: the
+    /// elected coordinator has been told to broadcast but has not confirmed.
+    pub async fn sign_until_complete(
+        &mut self,
+        message: [u8; 32],
+        metadata: SigningMetadata,
+        progress: &mut impl FnMut(Step, Duration),
+    ) -> Result<(SessionId, Vec<(Step, Duration)>), CoordinatorError> {
         let keys = self.pubkeys();
         let timeout = self.step_timeout;
         let mut timings = Vec::new();
@@ -306,47 +363,7 @@ impl LocalCluster {
             ));
         }
         lap(Step::Round2, &mut timings, &mut clock);
-
-        // Exactly one node hears that it should broadcast.
-        let mut broadcaster = None;
-        for (i, node) in self.nodes.iter_mut().enumerate() {
-            if node.coordinator.is_coordinator(session_id) {
-                node.wait_for(timeout, |e| {
-                    matches!(e, CoordinatorEvent::ShouldBroadcast { session_id: id, .. } if *id == session_id).then_some(())
-                })
-                .await?;
-                node.coordinator.notify_broadcast_complete(session_id)?;
-                broadcaster = Some(i);
-            }
-        }
-        let broadcaster =
-            broadcaster.ok_or(CoordinatorError::WrongState("no coordinator".into()))?;
-        for node in self.nodes.iter_mut() {
-            node.wait_for(timeout, |e| {
-                matches!(e, CoordinatorEvent::BroadcastConfirmed(id) if *id == session_id)
-                    .then_some(())
-            })
-            .await?;
-        }
-        lap(Step::Broadcast, &mut timings, &mut clock);
-
-        let node = self
-            .nodes
-            .get(broadcaster)
-            .ok_or(CoordinatorError::UnknownSession)?;
-        let info = node
-            .coordinator
-            .get_session(session_id)
-            .ok_or(CoordinatorError::UnknownSession)?;
-        let signature = node.coordinator.get_final_signature(session_id)?;
-        let broadcaster = info.my_index;
-        Ok(SigningOutcome {
-            session_id,
-            aggregate_pubkey: info.aggregate_pubkey,
-            signature,
-            broadcaster,
-            timings,
-        })
+        Ok((session_id, timings))
     }
 
     /// Stops every node.
