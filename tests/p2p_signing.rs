@@ -327,14 +327,36 @@ async fn a_signer_that_disconnects_mid_round_is_named() {
         cluster.nodes[i].coordinator.start_round1(session).unwrap();
     }
     let started = std::time::Instant::now();
+    // Whoever notices first names the signer and aborts the session for the
+    // others, whose abort reason names the same signer.
+    let mut named = 0;
     for i in [0, 1] {
-        let (code, signer) = session_error(&mut cluster.nodes[i]).await;
-        assert_eq!(
-            (code, signer),
-            (ErrorCode::ParticipantDisconnected, Some(gone))
-        );
+        let (code, signer, message) = cluster.nodes[i]
+            .wait_for(Duration::from_secs(30), |e| match e {
+                CoordinatorEvent::SessionError {
+                    code,
+                    signer,
+                    message,
+                    ..
+                } => Some((*code, *signer, message.clone())),
+                _ => None,
+            })
+            .await
+            .unwrap();
+        match code {
+            ErrorCode::ParticipantDisconnected => {
+                assert_eq!(signer, Some(gone));
+                named += 1;
+            }
+            ErrorCode::Aborted => assert!(
+                message.contains(&format!("signer {gone} disconnected")),
+                "{message}"
+            ),
+            other => panic!("unexpected {other:?}: {message}"),
+        }
         assert!(cluster.nodes[i].coordinator.get_session(session).is_none());
     }
+    assert!(named >= 1);
     // Reported after the grace period, long before any round timeout.
     assert!(started.elapsed() < Duration::from_secs(20));
     cluster.shutdown().await;
@@ -379,5 +401,101 @@ async fn co_signers_are_found_through_the_dht_only() {
     for node in &cluster.nodes[1..] {
         assert!(peers.contains(&node.coordinator.local_peer_id()));
     }
+    cluster.shutdown().await;
+}
+
+/// Anyone can learn a session id; a forged join naming an honest signer must
+/// neither end the session nor blame that signer. The forger is penalised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_join_does_not_end_the_session() {
+    use musig2_coordinator::wire::{Body, WireMessage, encode};
+    use musig2_net::{NetConfig, NodeKeypair};
+
+    let cfg = CoordinatorConfig {
+        auto_join: false,
+        ..config(ElectionMethod::Lexicographic)
+    };
+    let mut cluster = LocalCluster::start(2, cfg).await.unwrap();
+    let keys = cluster.pubkeys();
+    let creator = &cluster.nodes[0];
+    let request = creator
+        .coordinator
+        .announce_signing_request(
+            &keys,
+            [8u8; 32],
+            &creator.keypair,
+            SigningMetadata::default(),
+        )
+        .await
+        .unwrap();
+    let session = creator.coordinator.get_session_by_request(request).unwrap();
+    let victim_index = creator
+        .coordinator
+        .get_session(session)
+        .unwrap()
+        .signers
+        .iter()
+        .position(|k| *k == keys[1])
+        .unwrap();
+
+    // The forger: a plain libp2p node that knows the creator's address.
+    let (rogue, _events) =
+        musig2_net::start(NodeKeypair::generate_ed25519(), NetConfig::loopback())
+            .await
+            .unwrap();
+    for addr in creator.coordinator.multiaddrs().await.unwrap() {
+        rogue.dial(addr).await.unwrap();
+    }
+    let forged = WireMessage {
+        session_id: session,
+        sequence: 1,
+        sent_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+        body: Body::SessionJoin {
+            signer_index: victim_index as u32,
+            pubkey: keys[1],
+            peer_id: rogue.local_peer_id().to_string(),
+            signature: musig2_core::Signature::from_bytes(&[1u8; 64]),
+        },
+    };
+    let creator_peer = creator.coordinator.local_peer_id();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while rogue
+            .send(creator_peer, encode(&forged).unwrap())
+            .await
+            .is_err()
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+
+    // The real signer joins; the session goes ahead and completes.
+    let real = &cluster.nodes[1];
+    real.coordinator
+        .join_signing_request(request, &real.keypair)
+        .await
+        .unwrap();
+    for node in cluster.nodes.iter_mut() {
+        node.wait_for(Duration::from_secs(30), |e| {
+            matches!(e, CoordinatorEvent::SessionReady { session_id, .. } if *session_id == session)
+                .then_some(())
+        })
+        .await
+        .unwrap();
+    }
+    let rogue_score = cluster.nodes[0].coordinator.with_security(|s| {
+        s.peer_score(&musig2_security::PeerId::new(
+            rogue.local_peer_id().to_string(),
+        ))
+    });
+    assert!(
+        rogue_score.spam_count > 0,
+        "the forger is not penalised: {rogue_score:?}"
+    );
+    rogue.shutdown().await;
     cluster.shutdown().await;
 }

@@ -16,7 +16,7 @@ use musig2_core::{Keypair, PublicKey, Signature};
 use musig2_net::{Multiaddr, NetConfig, NetEvent, NetHandle, NodeKeypair, PeerId, Verdict};
 use musig2_security::{
     Admission, Clock, Delivery, DirectMessage, Millis, PeerId as SecPeer, SecurityManager,
-    SenderRole, SessionAnnouncement, SessionId as SecSessionId, SessionRequest,
+    SenderRole, SessionAnnouncement, SessionId as SecSessionId, SessionPhase, SessionRequest,
     SignerAdvertisement, SigningMetadata, SystemClock, TransactionType,
 };
 use rand::RngCore;
@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use crate::CoordinatorError;
 use crate::config::{CoordinatorConfig, JoinDecision};
 use crate::events::{CoordinatorEvent, ErrorCode, RequestId, SessionId, SessionInfo};
-use crate::session::{Action, Fault, Session};
+use crate::session::{Action, Fault, Session, SessionOptions};
 use crate::wire::{self, Body, WireMessage};
 
 /// GossipSub topic of signing requests.
@@ -39,6 +39,8 @@ pub const REQUEST_KEY_PREFIX: &str = "musig2-request:";
 pub const SIGNER_KEY_PREFIX: &str = "musig2-signer:";
 
 const ORPHAN_CAPACITY: usize = 1024;
+/// Orphans older than this are discarded (their sender will have moved on).
+const ORPHAN_MAX_AGE_MS: Millis = 60_000;
 const OUTBOUND_CAPACITY: usize = 256;
 const SEND_ATTEMPTS: u32 = 5;
 
@@ -95,14 +97,17 @@ struct State {
     keys: Vec<Keypair>,
     /// Where each known signer key can be reached.
     directory: HashMap<PublicKey, PeerId>,
-    /// Messages for sessions we do not know yet (bounded, oldest dropped).
-    orphans: VecDeque<(PeerId, WireMessage, usize)>,
+    /// Messages for sessions we do not know yet (bounded, oldest dropped,
+    /// each with its arrival time; stale ones are discarded on replay).
+    orphans: VecDeque<(PeerId, WireMessage, usize, Millis)>,
     /// Messages admitted early, per session, replayed when the phase allows.
     buffered: HashMap<SessionId, Vec<(PeerId, usize, WireMessage)>>,
     /// One ordered outbound queue per co-signer key.
     outbound: HashMap<PublicKey, mpsc::Sender<Outgoing>>,
     /// When each peer disconnected (cleared on reconnect).
     disconnected: HashMap<PeerId, Millis>,
+    /// (session, peer) pairs we already sent a `ValidationError`.
+    validation_replied: std::collections::HashSet<(SessionId, PeerId)>,
     orphans_dropped: u64,
 }
 
@@ -110,6 +115,15 @@ struct Outgoing {
     session_id: SessionId,
     bytes: Vec<u8>,
     peer_hint: Option<PeerId>,
+}
+
+/// Decodes a whole postcard value; trailing bytes are an error, as on the
+/// direct-message path.
+fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => Some(value),
+        _ => None,
+    }
 }
 
 fn sec_peer(peer: &PeerId) -> SecPeer {
@@ -359,6 +373,10 @@ impl Coordinator {
                 self.inner.fetch_announcement(key).await?
             }
         };
+        // The DHT does not authenticate keys: the record must be the session asked for.
+        if announcement.session_id().to_bytes() != session_id {
+            return Err(CoordinatorError::UnknownRequest);
+        }
         self.join(announcement, keypair).map(|_| ())
     }
 
@@ -392,12 +410,16 @@ impl Coordinator {
         now: Millis,
     ) -> Result<SessionId, CoordinatorError> {
         let expires_at = announcement.expires_at;
+        let options = SessionOptions {
+            commitments: self.inner.config.enable_nonce_commitment,
+            election: self.inner.config.enable_coordinator_election,
+            failover: self.inner.config.enable_coordinator_failover,
+        };
         let session = Session::new(
             announcement,
             keypair.clone(),
             self.inner.peer_id.clone(),
-            self.inner.config.enable_nonce_commitment,
-            self.inner.config.election_method,
+            options,
             now,
         )
         .map_err(|m| CoordinatorError::InvalidRequest(m.0))?;
@@ -537,14 +559,23 @@ impl Coordinator {
             .map(|s| s.to_bytes())
             .collect();
         for id in &ids {
-            self.inner.fault(
-                *id,
-                Fault {
-                    code: ErrorCode::Expired,
-                    signer: None,
-                    message: "session expired or stuck".into(),
-                },
-            );
+            let done = lock(&self.inner.state)
+                .sessions
+                .get(id)
+                .is_some_and(|s| s.phase == SessionPhase::Complete);
+            if done {
+                // A completed session is simply closed.
+                self.inner.remove(*id);
+            } else {
+                self.inner.fault(
+                    *id,
+                    Fault {
+                        code: ErrorCode::Expired,
+                        signer: None,
+                        message: "session expired or stuck".into(),
+                    },
+                );
+            }
         }
         ids
     }
@@ -565,7 +596,10 @@ impl Inner {
     fn apply(self: &Arc<Self>, session_id: SessionId, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::Emit(event) => self.emit(event),
+                Action::Emit(event) => {
+                    self.on_own_event(session_id, &event);
+                    self.emit(event);
+                }
                 Action::SendToAll(body) => self.send(session_id, None, body),
                 Action::SendTo(index, body) => self.send(session_id, Some(index), body),
             }
@@ -579,48 +613,49 @@ impl Inner {
         let Some(session) = state.sessions.get_mut(&session_id) else {
             return;
         };
-        let sequence = session.next_sequence();
-        let message = WireMessage {
-            session_id,
-            sequence,
-            sent_at: now,
-            body,
-        };
-        let bytes = match wire::encode(&message) {
-            Ok(b) => b,
-            Err(e) => {
-                warn!(error = %e, "cannot encode a message");
-                return;
-            }
-        };
-        let targets: Vec<(PublicKey, Option<PeerId>)> = session
-            .keys
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != session.me && only.is_none_or(|o| o == *i))
-            .map(|(i, k)| {
-                (
-                    *k,
-                    session
-                        .peers
-                        .get(i)
-                        .cloned()
-                        .flatten()
-                        .and_then(|p| PeerId::from_str(&p).ok()),
-                )
-            })
+        let recipients: Vec<usize> = (0..session.len())
+            .filter(|i| *i != session.me && only.is_none_or(|o| o == *i))
             .collect();
-        for (key, peer_hint) in targets {
+        // Each co-signer gets its own sequence numbers.
+        let mut outgoing = Vec::with_capacity(recipients.len());
+        for index in recipients {
+            let message = WireMessage {
+                session_id,
+                sequence: session.next_sequence(index),
+                sent_at: now,
+                body: body.clone(),
+            };
+            let bytes = match wire::encode(&message) {
+                Ok(b) => b,
+                Err(e) => {
+                    warn!(error = %e, "cannot encode a message");
+                    return;
+                }
+            };
+            let key = session.keys.get(index).copied();
+            let peer_hint = session
+                .peers
+                .get(index)
+                .cloned()
+                .flatten()
+                .and_then(|p| PeerId::from_str(&p).ok());
+            if let Some(key) = key {
+                outgoing.push((
+                    key,
+                    Outgoing {
+                        session_id,
+                        bytes,
+                        peer_hint,
+                    },
+                ));
+            }
+        }
+        for (key, item) in outgoing {
             let queue = state
                 .outbound
                 .entry(key)
                 .or_insert_with(|| spawn_outbound(Arc::downgrade(self), key))
                 .clone();
-            let item = Outgoing {
-                session_id,
-                bytes: bytes.clone(),
-                peer_hint,
-            };
             if queue.try_send(item).is_err() {
                 drop(state);
                 self.fault(
@@ -633,6 +668,42 @@ impl Inner {
                 );
                 return;
             }
+        }
+    }
+
+    /// Bookkeeping on our own session milestones.
+    fn on_own_event(&self, session_id: SessionId, event: &CoordinatorEvent) {
+        let peers = || -> Vec<PeerId> {
+            lock(&self.state)
+                .sessions
+                .get(&session_id)
+                .map(|s| {
+                    s.peers
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i != s.me)
+                        .filter_map(|(_, p)| p.as_deref().and_then(|p| PeerId::from_str(p).ok()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        match event {
+            CoordinatorEvent::SessionReady { .. } => {
+                // Co-signers' connections are session connections.
+                let net = self.net.clone();
+                let peers = peers();
+                tokio::spawn(async move {
+                    let _ = net.set_session_peers(peers, true).await;
+                });
+            }
+            CoordinatorEvent::SessionComplete { .. } => {
+                let now = self.clock.now_ms();
+                let mut security = lock(&self.security);
+                for peer in peers() {
+                    security.record_session_completed(&sec_peer(&peer), now);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -666,7 +737,7 @@ impl Inner {
         bytes: &[u8],
         author: Option<PeerId>,
     ) -> Option<PeerId> {
-        let ad: SignerAdvertisement = postcard::from_bytes(bytes).ok()?;
+        let ad: SignerAdvertisement = decode_exact(bytes)?;
         let peer = PeerId::from_str(&ad.peer_id).ok()?;
         let now = self.clock.now_ms();
         let (checked_peer, delivery) = match author {
@@ -724,7 +795,7 @@ impl Inner {
             .map_err(|_| CoordinatorError::UnknownRequest)?;
         let now = self.clock.now_ms();
         let a: SessionAnnouncement =
-            postcard::from_bytes(&value).map_err(|_| CoordinatorError::UnknownRequest)?;
+            decode_exact(&value).ok_or(CoordinatorError::UnknownRequest)?;
         let peer = SecPeer::new(a.creator_peer_id.clone());
         lock(&self.security)
             .check_session_announcement(&peer, Delivery::Dht, value.len(), &a, now)
@@ -825,12 +896,19 @@ impl Inner {
         }
         let known = lock(&self.state).sessions.contains_key(&message.session_id);
         if !known {
+            // Blacklisted and oversized senders do not get to hold a slot.
+            if lock(&self.security)
+                .check_size(&sec_peer(&peer), Delivery::Direct, size, now)
+                .is_err()
+            {
+                return;
+            }
             let mut state = lock(&self.state);
             if state.orphans.len() >= ORPHAN_CAPACITY {
                 state.orphans.pop_front();
                 state.orphans_dropped += 1;
             }
-            state.orphans.push_back((peer, message, size));
+            state.orphans.push_back((peer, message, size, now));
             return;
         }
         self.admit(peer, message, size);
@@ -902,11 +980,23 @@ impl Inner {
             }
             Err(rejection) => {
                 debug!(%rejection, "direct message rejected");
-                let body = Body::ValidationError {
-                    code: rejection.rule.to_string(),
-                    detail: rejection.to_string(),
-                };
-                self.apply(session_id, vec![Action::SendTo(index, body)]);
+                // Tell the sender once per session, and never answer a
+                // rejected error or abort (no ping-pong between two peers).
+                let kind = message.body.kind();
+                let answerable = !matches!(
+                    message.body,
+                    Body::ValidationError { .. } | Body::SessionAbort { .. }
+                );
+                let first = lock(&self.state)
+                    .validation_replied
+                    .insert((session_id, peer));
+                if answerable && first {
+                    let body = Body::ValidationError {
+                        code: rejection.rule.to_string(),
+                        detail: format!("{kind:?}: {rejection}"),
+                    };
+                    self.apply(session_id, vec![Action::SendTo(index, body)]);
+                }
             }
         }
     }
@@ -915,6 +1005,7 @@ impl Inner {
     fn process(self: &Arc<Self>, peer: PeerId, index: usize, message: WireMessage) {
         let now = self.clock.now_ms();
         let session_id = message.session_id;
+        let is_join = matches!(message.body, Body::SessionJoin { .. });
         let result = {
             let mut state = lock(&self.state);
             let Some(session) = state.sessions.get_mut(&session_id) else {
@@ -967,6 +1058,21 @@ impl Inner {
                 self.apply(session_id, actions);
                 self.drain_buffered(session_id);
             }
+            Err(fault) if is_join => {
+                // A join is not yet authenticated as coming from the signer
+                // it names: a bad one is the sender's fault, not that
+                // signer's, and must not end the session.
+                lock(&self.security).report_violation(
+                    &sec_peer(&peer),
+                    musig2_security::Violation::Malformed(
+                        musig2_security::Malformation::Undecodable(format!(
+                            "invalid join: {}",
+                            fault.message
+                        )),
+                    ),
+                    now,
+                );
+            }
             Err(fault) => {
                 let object = match fault.code {
                     ErrorCode::InvalidPartialSignature => {
@@ -979,14 +1085,6 @@ impl Inner {
                 };
                 if let Some(object) = object {
                     lock(&self.security).record_invalid_signature(&sec_peer(&peer), object, now);
-                }
-                let abort = fault.code != ErrorCode::Aborted;
-                if abort {
-                    let reason = fault.message.clone();
-                    self.apply(
-                        session_id,
-                        vec![Action::SendToAll(Body::SessionAbort { reason })],
-                    );
                 }
                 self.fault(session_id, fault);
             }
@@ -1022,16 +1120,18 @@ impl Inner {
     }
 
     fn replay_orphans(self: &Arc<Self>, session_id: SessionId) {
-        let mine: Vec<(PeerId, WireMessage, usize)> = {
+        let now = self.clock.now_ms();
+        let mine: Vec<(PeerId, WireMessage, usize, Millis)> = {
             let mut state = lock(&self.state);
             let (mine, rest): (VecDeque<_>, VecDeque<_>) = state
                 .orphans
                 .drain(..)
-                .partition(|(_, m, _)| m.session_id == session_id);
+                .filter(|(_, _, _, at)| now.saturating_sub(*at) < ORPHAN_MAX_AGE_MS)
+                .partition(|(_, m, _, _)| m.session_id == session_id);
             state.orphans = rest;
             mine.into_iter().collect()
         };
-        for (peer, message, size) in mine {
+        for (peer, message, size, _) in mine {
             self.admit(peer, message, size);
         }
     }
@@ -1040,6 +1140,14 @@ impl Inner {
     /// application hears `SessionError`, then `SessionClosed`.
     fn fault(self: &Arc<Self>, session_id: SessionId, fault: Fault) {
         warn!(session = %hex::encode(session_id), code = fault.code.as_str(), signer = ?fault.signer, message = %fault.message, "session failed");
+        if fault.code != ErrorCode::Aborted {
+            // Tell every co-signer, so nobody waits for us (best effort).
+            let reason = format!("{}: {}", fault.code.as_str(), fault.message);
+            self.apply(
+                session_id,
+                vec![Action::SendToAll(Body::SessionAbort { reason })],
+            );
+        }
         let removed = self.forget(session_id);
         self.emit(CoordinatorEvent::SessionError {
             session_id,
@@ -1066,9 +1174,21 @@ impl Inner {
         let removed = {
             let mut state = lock(&self.state);
             state.buffered.remove(&session_id);
+            state.validation_replied.retain(|(id, _)| *id != session_id);
             let removed = state.sessions.remove(&session_id);
             if let Some(s) = &removed {
                 state.requests.remove(&s.request_id);
+                // Its co-signers count against the general limit again.
+                let peers: Vec<PeerId> = s
+                    .peers
+                    .iter()
+                    .flatten()
+                    .filter_map(|p| PeerId::from_str(p).ok())
+                    .collect();
+                let net = self.net.clone();
+                tokio::spawn(async move {
+                    let _ = net.set_session_peers(peers, false).await;
+                });
             }
             removed.is_some()
         };
@@ -1090,7 +1210,10 @@ impl Inner {
                         && p.as_deref()
                             .and_then(|p| PeerId::from_str(p).ok())
                             .and_then(|p| state.disconnected.get(&p))
-                            .is_some_and(|since| now.saturating_sub(*since) >= grace)
+                            // Only a disconnection during this session counts.
+                            .is_some_and(|since| {
+                                *since >= session.started_at && now.saturating_sub(*since) >= grace
+                            })
                 });
                 if let Some((i, _)) = gone {
                     faults.push((
@@ -1101,7 +1224,11 @@ impl Inner {
                             message: format!("signer {i} disconnected"),
                         },
                     ));
-                } else if now.saturating_sub(session.progressed_at) >= round {
+                } else if session.phase != SessionPhase::SigningRequest
+                    && now.saturating_sub(session.progressed_at) >= round
+                {
+                    // Joining may take until the request expires (that is
+                    // `cleanup_expired_sessions`' job); the rounds may not.
                     let missing = session.missing();
                     faults.push((
                         *id,
@@ -1120,7 +1247,11 @@ impl Inner {
         for (id, fault) in faults {
             self.fault(id, fault);
         }
-        let events = lock(&self.security).drain_events();
+        let events = {
+            let mut security = lock(&self.security);
+            security.prune(now);
+            security.drain_events()
+        };
         for e in events {
             self.emit(CoordinatorEvent::Security(e));
         }
@@ -1140,7 +1271,7 @@ impl Inner {
             return Some(Verdict::Reject);
         };
         if topic == REQUESTS_TOPIC {
-            let Ok(a) = postcard::from_bytes::<SessionAnnouncement>(&data) else {
+            let Some(a) = decode_exact::<SessionAnnouncement>(&data) else {
                 return Some(Verdict::Reject);
             };
             let checked = lock(&self.security).check_session_announcement(
@@ -1202,18 +1333,22 @@ fn spawn_outbound(inner: std::sync::Weak<Inner>, key: PublicKey) -> mpsc::Sender
                 Err(e) => Err(e.to_string()),
             };
             if let Err(detail) = result {
-                let index = lock(&inner.state)
+                // Only a live session fails (an abort that cannot be delivered
+                // after the session ended is not a second error).
+                let live = lock(&inner.state)
                     .sessions
                     .get(&item.session_id)
-                    .and_then(|s| s.keys.iter().position(|k| *k == key));
-                inner.fault(
-                    item.session_id,
-                    Fault {
-                        code: ErrorCode::DeliveryFailed,
-                        signer: index,
-                        message: format!("cannot reach signer {key}: {detail}"),
-                    },
-                );
+                    .map(|s| s.keys.iter().position(|k| *k == key));
+                if let Some(index) = live {
+                    inner.fault(
+                        item.session_id,
+                        Fault {
+                            code: ErrorCode::DeliveryFailed,
+                            signer: index,
+                            message: format!("cannot reach signer {key}: {detail}"),
+                        },
+                    );
+                }
             }
         }
     });

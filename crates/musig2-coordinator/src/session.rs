@@ -71,11 +71,27 @@ pub(crate) struct Session {
     context: Option<SessionContext<Lotus>>,
     pub final_signature: Option<Signature>,
     election_method: ElectionMethod,
+    options: SessionOptions,
     elected: Option<usize>,
     pub failover: Option<Failover>,
-    next_sequence: u64,
+    /// Our next sequence number towards each co-signer (replay protection is
+    /// per sender and receiver, so each receiver sees 1, 2, 3, … from us).
+    next_sequence: Vec<u64>,
     /// When the session last moved forward (for the round timeout).
     pub progressed_at: Millis,
+    /// When the session was opened here.
+    pub started_at: Millis,
+}
+
+/// Node-level choices a session follows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SessionOptions {
+    /// Phase 0 nonce commitments.
+    pub commitments: bool,
+    /// Elect a coordinator (`ShouldBroadcast`).
+    pub election: bool,
+    /// Run failover after the election.
+    pub failover: bool,
 }
 
 impl Session {
@@ -84,10 +100,10 @@ impl Session {
         announcement: SessionAnnouncement,
         keypair: Keypair,
         my_peer_id: String,
-        commitments_enabled: bool,
-        default_method: ElectionMethod,
+        options: SessionOptions,
         now: Millis,
     ) -> Result<Self, Misuse> {
+        let commitments_enabled = options.commitments;
         let keys = announcement.required_pubkeys.clone();
         let me = keys
             .iter()
@@ -104,10 +120,15 @@ impl Session {
                 .with_taproot_tweak(&[0u8; 32])
                 .map_err(|e| Misuse(e.to_string()))?;
         }
-        let election_method = announcement
-            .election_method
-            .parse()
-            .unwrap_or(default_method);
+        // Every signer must elect the same coordinator: an unknown method is
+        // an invalid request, never silently replaced by a local default.
+        let election_method: ElectionMethod =
+            announcement.election_method.parse().map_err(|_| {
+                Misuse(format!(
+                    "unknown election method {:?}",
+                    announcement.election_method
+                ))
+            })?;
         let n = keys.len();
         let mut peers = vec![None; n];
         let mut joined = vec![false; n];
@@ -138,10 +159,12 @@ impl Session {
             context: None,
             final_signature: None,
             election_method,
+            options,
             elected: None,
             failover: None,
-            next_sequence: 0,
+            next_sequence: vec![0; n],
             progressed_at: now,
+            started_at: now,
         })
     }
 
@@ -149,9 +172,15 @@ impl Session {
         self.keys.len()
     }
 
-    pub fn next_sequence(&mut self) -> u64 {
-        self.next_sequence += 1;
-        self.next_sequence
+    /// The next sequence number for messages to signer `index`.
+    pub fn next_sequence(&mut self, index: usize) -> u64 {
+        match self.next_sequence.get_mut(index) {
+            Some(seq) => {
+                *seq += 1;
+                *seq
+            }
+            None => 0,
+        }
     }
 
     pub fn aggregate_pubkey(&self) -> PublicKey {
@@ -264,9 +293,13 @@ impl Session {
             return Vec::new();
         }
         self.phase = SessionPhase::SessionReady;
-        self.elected = elect_coordinator(&self.keys, self.election_method)
-            .ok()
-            .map(|e| e.coordinator_index);
+        self.elected = if self.options.election {
+            elect_coordinator(&self.keys, self.election_method)
+                .ok()
+                .map(|e| e.coordinator_index)
+        } else {
+            None
+        };
         vec![
             Action::Emit(CoordinatorEvent::SessionCreated(self.session_id)),
             Action::Emit(CoordinatorEvent::SessionReady {
@@ -555,8 +588,10 @@ impl Session {
             signature,
         })];
         if self.elected.is_some() {
-            let priority = coordinator_priority_list(&self.keys, self.election_method);
-            self.failover = Some(Failover::new(priority));
+            if self.options.failover {
+                let priority = coordinator_priority_list(&self.keys, self.election_method);
+                self.failover = Some(Failover::new(priority));
+            }
             actions.extend(self.should_broadcast());
         }
         Ok(actions)
@@ -574,10 +609,9 @@ impl Session {
 
     /// The application decided the current coordinator failed.
     pub fn coordinator_failed(&mut self) -> Result<Vec<Action>, Misuse> {
-        let failover = self
-            .failover
-            .as_mut()
-            .ok_or_else(|| Misuse("the session is not complete".into()))?;
+        let failover = self.failover.as_mut().ok_or_else(|| {
+            Misuse("no failover: the session is not complete, or failover is disabled".into())
+        })?;
         Ok(match failover.coordinator_failed() {
             FailoverStep::Next {
                 attempt,
@@ -692,4 +726,229 @@ enum SlotValue {
     Commitment(NonceCommitment),
     Nonce(PublicNonce),
     Psig(PartialSignature),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use musig2_security::{SessionRequest, SigningMetadata};
+    use rand::SeedableRng;
+
+    /// Three sessions, one per signer, wired together by hand.
+    fn sessions(commitments: bool) -> (Vec<Session>, Vec<Keypair>) {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let keypairs: Vec<Keypair> = (0..3).map(|_| Keypair::random(&mut rng)).collect();
+        let mut keys: Vec<PublicKey> = keypairs.iter().map(Keypair::public_key).collect();
+        keys.sort();
+        let request = SessionRequest {
+            signers: keys.clone(),
+            message: [9u8; 32],
+            creator_peer_id: "peer-0".into(),
+            creator_addrs: vec![],
+            metadata: SigningMetadata::default(),
+            election_method: "lexicographic".into(),
+            created_at: 0,
+            expires_at: 1_000_000,
+            request_nonce: [1u8; 32],
+        };
+        let creator = keypairs.iter().find(|k| k.public_key() == keys[0]).unwrap();
+        let announcement = SessionAnnouncement::new_signed(request, creator).unwrap();
+        let options = SessionOptions {
+            commitments,
+            election: true,
+            failover: true,
+        };
+        let mut ordered = Vec::new();
+        let mut out = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let kp = keypairs
+                .iter()
+                .find(|k| k.public_key() == *key)
+                .unwrap()
+                .clone();
+            out.push(
+                Session::new(
+                    announcement.clone(),
+                    kp.clone(),
+                    format!("peer-{i}"),
+                    options,
+                    0,
+                )
+                .unwrap(),
+            );
+            ordered.push(kp);
+        }
+        // Everyone joins everyone.
+        for i in 0..3 {
+            let join = out[i].my_join();
+            for (j, s) in out.iter_mut().enumerate() {
+                if i != j {
+                    if let Body::SessionJoin {
+                        pubkey,
+                        peer_id,
+                        signature,
+                        ..
+                    } = &join
+                    {
+                        s.on_join(i, pubkey, peer_id, signature, peer_id, 1)
+                            .unwrap();
+                    }
+                }
+            }
+        }
+        for s in &mut out {
+            s.check_ready();
+            assert_eq!(s.phase, SessionPhase::SessionReady);
+        }
+        (out, ordered)
+    }
+
+    fn sent(actions: &[Action]) -> Body {
+        actions
+            .iter()
+            .find_map(|a| match a {
+                Action::SendToAll(b) => Some(b.clone()),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_forged_partial_signature_is_blamed_on_its_signer() {
+        let (mut s, _) = sessions(true);
+        let mut rng = rand::rng();
+        let commits: Vec<Body> = s
+            .iter_mut()
+            .map(|x| sent(&x.publish_nonce_commitment(&mut rng, 2).unwrap()))
+            .collect();
+        for (i, c) in commits.iter().enumerate() {
+            let Body::NonceCommit { commitment, .. } = c else {
+                panic!()
+            };
+            for (j, x) in s.iter_mut().enumerate() {
+                if i != j {
+                    x.on_commitment(i, *commitment, 3).unwrap();
+                }
+            }
+        }
+        let nonces: Vec<Body> = s
+            .iter_mut()
+            .map(|x| sent(&x.start_round1(&mut rng, 4).unwrap()))
+            .collect();
+        for (i, n) in nonces.iter().enumerate() {
+            let Body::NonceShare { nonce, .. } = n else {
+                panic!()
+            };
+            for (j, x) in s.iter_mut().enumerate() {
+                if i != j {
+                    x.on_nonce(i, *nonce, 5).unwrap();
+                }
+            }
+        }
+        let psigs: Vec<Body> = s
+            .iter_mut()
+            .map(|x| sent(&x.start_round2(6).unwrap()))
+            .collect();
+        let Body::PartialSigShare { partial_sig, .. } = &psigs[2] else {
+            panic!()
+        };
+        let mut bytes = partial_sig.to_bytes();
+        bytes[31] ^= 1;
+        let forged = PartialSignature::from_bytes(&bytes).unwrap();
+        let fault = s[0].on_partial_sig(2, forged, 7).unwrap_err();
+        assert_eq!(
+            (fault.code, fault.signer),
+            (ErrorCode::InvalidPartialSignature, Some(2))
+        );
+        // The honest one completes signer 1's view once all are in.
+        let Body::PartialSigShare {
+            partial_sig: p0, ..
+        } = &psigs[0]
+        else {
+            panic!()
+        };
+        let Body::PartialSigShare {
+            partial_sig: p2, ..
+        } = &psigs[2]
+        else {
+            panic!()
+        };
+        s[1].on_partial_sig(0, *p0, 8).unwrap();
+        let actions = s[1].on_partial_sig(2, *p2, 8).unwrap();
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::Emit(CoordinatorEvent::SessionComplete { .. })))
+        );
+        let sig = s[1].final_signature.unwrap();
+        schnorr::verify(&s[1].aggregate_pubkey(), &[9u8; 32], &sig).unwrap();
+    }
+
+    #[test]
+    fn a_nonce_that_breaks_its_commitment_is_blamed_on_its_signer() {
+        let (mut s, _) = sessions(true);
+        let mut rng = rand::rng();
+        let commits: Vec<Body> = s
+            .iter_mut()
+            .map(|x| sent(&x.publish_nonce_commitment(&mut rng, 2).unwrap()))
+            .collect();
+        for (i, c) in commits.iter().enumerate() {
+            let Body::NonceCommit { commitment, .. } = c else {
+                panic!()
+            };
+            for (j, x) in s.iter_mut().enumerate() {
+                if i != j {
+                    x.on_commitment(i, *commitment, 3).unwrap();
+                }
+            }
+        }
+        // Signer 1 reveals a different nonce than it committed to.
+        let Body::NonceShare { nonce: honest, .. } = sent(&s[0].start_round1(&mut rng, 4).unwrap())
+        else {
+            panic!()
+        };
+        let fault = s[2].on_nonce(1, honest, 5).unwrap_err();
+        assert_eq!(
+            (fault.code, fault.signer),
+            (ErrorCode::NonceCommitmentMismatch, Some(1))
+        );
+    }
+
+    #[test]
+    fn misuse_is_an_error_not_a_panic() {
+        let (mut s, _) = sessions(false);
+        assert!(s[0].start_round2(1).is_err(), "round 2 before round 1");
+        assert!(
+            s[0].publish_nonce_commitment(&mut rand::rng(), 1).is_err(),
+            "commitments are off"
+        );
+        assert!(
+            s[0].coordinator_failed().is_err(),
+            "failover before completion"
+        );
+        assert!(
+            s[0].broadcast_complete().is_err(),
+            "broadcast before completion"
+        );
+        // A second nonce from the same signer is refused.
+        let Body::NonceShare { nonce, .. } = sent(&s[1].start_round1(&mut rand::rng(), 2).unwrap())
+        else {
+            panic!()
+        };
+        s[0].on_nonce(1, nonce, 3).unwrap();
+        assert_eq!(s[0].on_nonce(1, nonce, 3).unwrap_err().signer, Some(1));
+    }
+
+    #[test]
+    fn an_unknown_election_method_is_refused() {
+        let (s, kps) = sessions(false);
+        let mut announcement = s[0].announcement.clone();
+        announcement.election_method = "random".into();
+        let options = SessionOptions {
+            commitments: false,
+            election: true,
+            failover: true,
+        };
+        assert!(Session::new(announcement, kps[0].clone(), "p".into(), options, 0).is_err());
+    }
 }

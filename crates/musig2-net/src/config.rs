@@ -15,7 +15,8 @@ pub struct NetConfig {
     pub dht_protocol: String,
     /// Kademlia replication factor k.
     pub replication_factor: usize,
-    /// Run Kademlia in server mode (needed on small and local networks).
+    /// Kademlia server mode (needed on small and local networks); when off,
+    /// libp2p picks client or server from confirmed external addresses.
     pub dht_server: bool,
     /// General connections below this trigger a DHT bootstrap (env `P2P_MIN_CONNECTIONS`).
     pub min_connections: usize,

@@ -338,6 +338,7 @@ async fn build_swarm(
         config.enable_autonat,
     );
     let max_frame = config.max_message_size;
+    let dht_server = config.dht_server;
     let request_timeout = config.request_timeout;
 
     let swarm =
@@ -363,7 +364,7 @@ async fn build_swarm(
                 kad_config.set_query_timeout(Duration::from_secs(10));
                 let mut kad =
                     kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
-                kad.set_mode(Some(kad::Mode::Server));
+                kad.set_mode(dht_server.then_some(kad::Mode::Server));
                 let gossipsub = gossipsub::Behaviour::new(
                     gossipsub::MessageAuthenticity::Signed(key.clone()),
                     gossip_config,
