@@ -729,6 +729,7 @@ enum SlotValue {
 }
 
 #[cfg(test)]
+#[allow(clippy::panic)]
 mod tests {
     use super::*;
     use musig2_security::{SessionRequest, SigningMetadata};
@@ -781,18 +782,19 @@ mod tests {
         // Everyone joins everyone.
         for i in 0..3 {
             let join = out[i].my_join();
+            let Body::SessionJoin {
+                pubkey,
+                peer_id,
+                signature,
+                ..
+            } = &join
+            else {
+                panic!("my_join is a SessionJoin")
+            };
             for (j, s) in out.iter_mut().enumerate() {
                 if i != j {
-                    if let Body::SessionJoin {
-                        pubkey,
-                        peer_id,
-                        signature,
-                        ..
-                    } = &join
-                    {
-                        s.on_join(i, pubkey, peer_id, signature, peer_id, 1)
-                            .unwrap();
-                    }
+                    s.on_join(i, pubkey, peer_id, signature, peer_id, 1)
+                        .unwrap();
                 }
             }
         }
