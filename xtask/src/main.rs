@@ -9,6 +9,11 @@
 //! * `bench core`: runs the `musig2-core` criterion benchmarks (ours and the
 //!   libsecp256k1 baseline in the same run), prints one JSON object per
 //!   compared operation, and rewrites the table in `docs/PERFORMANCE.md`.
+//! * `bench net`: runs `lotus-musig2 demo` (release build) for N = 2, 10, 20
+//!   and 50 signers on loopback, takes the median of the session latency after
+//!   discovery and of the discovery time, compares them with the same signers'
+//!   session run in one process (crypto only, measured in the same run), prints
+//!   one JSON object per measurement and rewrites the network table.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -28,15 +33,27 @@ fn main() -> Result<()> {
         ["ci"] => ci(),
         ["layers"] => layers(),
         ["bench", "core"] => bench_core(),
+        ["bench", "net"] => bench_net(),
         _ => {
-            eprintln!("usage: cargo xtask <ci | layers | bench core>");
+            eprintln!("usage: cargo xtask <ci | layers | bench core | bench net>");
             std::process::exit(2);
         }
     }
 }
 
+/// The workspace root of the current directory, found at run time (the
+/// binary may be shared between checkouts through a common target directory).
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    let located = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["locate-project", "--workspace", "--message-format", "plain"])
+        .output();
+    match located {
+        Ok(out) if out.status.success() => {
+            let manifest = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+        }
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
+    }
 }
 
 fn cargo() -> Command {
@@ -311,15 +328,82 @@ fn bench_core() -> Result<()> {
         "| operation | ours (median) | baseline | baseline (median) | ratio |\n| --- | --- | --- | --- | --- |\n{}\n",
         rows.join("\n")
     );
+    replace_table("bench-core", &table)
+}
+
+/// (signers, runs): fewer runs for the large networks.
+const NET_RUNS: &[(usize, usize)] = &[(2, 7), (10, 5), (20, 3), (50, 1)];
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn bench_net() -> Result<()> {
+    run(
+        "release build",
+        cargo().args(["build", "--release", "-p", "lotus-musig2-cli"]),
+    )?;
+    let binary = target_dir().join("release/lotus-musig2");
+    let mut rows = Vec::new();
+    for &(n, runs) in NET_RUNS {
+        let (mut after, mut discovery, mut in_process) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let out = Command::new(&binary)
+                .args(["demo", "--signers", &n.to_string(), "--json"])
+                .output()
+                .with_context(|| format!("running {}", binary.display()))?;
+            if !out.status.success() {
+                bail!(
+                    "demo with {n} signers failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let v: Value = serde_json::from_slice(&out.stdout)?;
+            let t = &v["timings_ms"];
+            after.push(t["after_discovery"].as_f64().context("after_discovery")?);
+            discovery.push(t["announce_join"].as_f64().context("announce_join")?);
+            in_process.push(
+                t["in_process_session"]
+                    .as_f64()
+                    .context("in_process_session")?,
+            );
+        }
+        let (after, discovery, base) = (median(after), median(discovery), median(in_process));
+        for (op, ours) in [
+            (format!("p2p_session_n{n}"), after),
+            (format!("p2p_discovery_join_n{n}"), discovery),
+        ] {
+            let ratio = ours / base;
+            println!(
+                "{}",
+                json!({"op": op, "ours_ns": (ours * 1e6).round(), "baseline": "same session in one process", "baseline_ns": (base * 1e6).round(), "ratio": (ratio * 10.0).round() / 10.0, "runs": runs})
+            );
+            rows.push(format!(
+                "| {op} | {runs} | {ours:.1} ms | {base:.2} ms | {ratio:.0}× |"
+            ));
+        }
+    }
+    let table = format!(
+        "| measurement | runs | ours (median) | in-process session (median) | ratio |\n| --- | --- | --- | --- | --- |\n{}\n",
+        rows.join("\n")
+    );
+    replace_table("bench-net", &table)
+}
+
+fn replace_table(name: &str, table: &str) -> Result<()> {
     let doc = root().join("docs/PERFORMANCE.md");
     let text = std::fs::read_to_string(&doc).with_context(|| doc.display().to_string())?;
-    let (begin, end) = ("<!-- bench-core:begin -->", "<!-- bench-core:end -->");
-    let (Some(b), Some(e)) = (text.find(begin), text.find(end)) else {
+    let (begin, end) = (
+        format!("<!-- {name}:begin -->"),
+        format!("<!-- {name}:end -->"),
+    );
+    let (Some(b), Some(e)) = (text.find(&begin), text.find(&end)) else {
         bail!("{} lacks the {begin} … {end} markers", doc.display());
     };
     let updated = format!("{}{begin}\n{table}{}", &text[..b], &text[e..]);
     std::fs::write(&doc, updated)?;
-    eprintln!("==> docs/PERFORMANCE.md updated");
+    eprintln!("==> docs/PERFORMANCE.md updated ({name})");
     Ok(())
 }
 

@@ -91,12 +91,22 @@ pub fn sign_local(args: &SignLocalArgs) -> Result<Outcome> {
         .enumerate()
         .map(|(i, s)| parse_seckey(s, &format!("secret key #{}", i + 1)).map(Keypair::new))
         .collect::<Result<_>>()?;
+    let (aggregate, signature) = sign_in_process(&signers, &message)?;
+    let out = json!({
+        "aggregate_pubkey": aggregate.to_string(),
+        "message": hex::encode(message),
+        "signature": signature.to_string(),
+    });
+    Ok(Outcome::ok(out.to_string()))
+}
+
+/// A complete N-of-N Lotus MuSig2 session in this process: fresh random
+/// nonces, every partial signature verified, then the aggregate.
+pub fn sign_in_process(signers: &[Keypair], message: &[u8; 32]) -> Result<(PublicKey, Signature)> {
     let keys = key_sort(&signers.iter().map(Keypair::public_key).collect::<Vec<_>>());
     let ctx = KeyAggContext::<Lotus>::new(&keys)?;
     let agg_pk = ctx.nonce_gen_agg_pk();
     let mut rng = rand::rng();
-
-    // Each signer, in sorted order, generates a fresh random nonce.
     let mut ordered = Vec::with_capacity(keys.len());
     for (index, key) in keys.iter().enumerate() {
         let Some(keypair) = signers.iter().find(|s| s.public_key() == *key) else {
@@ -108,26 +118,21 @@ pub fn sign_local(args: &SignLocalArgs) -> Result<Outcome> {
             NonceGenInputs {
                 secret_key: Some(keypair.secret_key()),
                 aggregate_pubkey: Some(&agg_pk),
-                message: Some(&message),
+                message: Some(message),
                 extra_input: None,
             },
         );
         ordered.push((keypair, secnonce, pubnonce));
     }
     let pubnonces: Vec<_> = ordered.iter().map(|(_, _, n)| *n).collect();
-    let session = SessionContext::new(&ctx, &nonce_agg(&pubnonces), &message)?;
+    let session = SessionContext::new(&ctx, &nonce_agg(&pubnonces), message)?;
     let psigs = ordered
         .into_iter()
         .enumerate()
         .map(|(index, (keypair, secnonce, _))| sign(secnonce, keypair, index, &session))
         .collect::<Result<Vec<_>, _>>()?;
     let signature = verify_all_and_aggregate(&session, &psigs, &pubnonces)?;
-    let out = json!({
-        "aggregate_pubkey": ctx.aggregate_pubkey().to_string(),
-        "message": hex::encode(message),
-        "signature": signature.to_string(),
-    });
-    Ok(Outcome::ok(out.to_string()))
+    Ok((ctx.aggregate_pubkey(), signature))
 }
 
 #[derive(Debug, Args)]

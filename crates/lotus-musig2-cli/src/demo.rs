@@ -106,6 +106,11 @@ async fn run(args: &DemoArgs, method: ElectionMethod, message: [u8; 32]) -> Resu
         "signature verified under the aggregate key; coordinator was signer {}",
         outcome.broadcaster
     );
+    // Baseline beside it: the same signers' session in one process (crypto only).
+    let keypairs: Vec<_> = cluster.nodes.iter().map(|n| n.keypair.clone()).collect();
+    let in_process = Instant::now();
+    crate::commands::sign_in_process(&keypairs, &message)?;
+    let in_process = in_process.elapsed();
     cluster.shutdown().await;
 
     let mut timings = serde_json::Map::new();
@@ -115,6 +120,14 @@ async fn run(args: &DemoArgs, method: ElectionMethod, message: [u8; 32]) -> Resu
     }
     let session_ms: f64 = outcome.timings.iter().map(|(_, d)| ms(*d)).sum();
     timings.insert("session_total".into(), json!(round(session_ms)));
+    let after_discovery: f64 = outcome
+        .timings
+        .iter()
+        .filter(|(s, _)| *s != Step::Announce)
+        .map(|(_, d)| ms(*d))
+        .sum();
+    timings.insert("after_discovery".into(), json!(round(after_discovery)));
+    timings.insert("in_process_session".into(), json!(round(ms(in_process))));
     let sighash = outcome.signature.sighash_type.map(|b| format!("{b:02x}"));
     let output = if args.json {
         json!({
@@ -147,7 +160,6 @@ async fn run(args: &DemoArgs, method: ElectionMethod, message: [u8; 32]) -> Resu
             session_ms,
         )
     };
-    let _ = Step::Announce;
     Ok(Outcome { output, code: 0 })
 }
 

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 mod demo;
+mod node;
 
 /// Lotus MuSig2: key aggregation, signing and verification, compatible with lotus-sdk.
 #[derive(Debug, Parser)]
@@ -28,6 +29,8 @@ enum Command {
     Verify(commands::VerifyArgs),
     /// Sign a 32-byte message with Lotus Schnorr (lotus-sdk's deterministic nonce).
     SchnorrSign(commands::SchnorrSignArgs),
+    /// Run one long-lived node from a TOML configuration (several processes sign together).
+    Node(node::NodeArgs),
     /// Elect the coordinator of a signer set (lotus-sdk's four methods), as JSON.
     Elect(commands::ElectArgs),
     /// Start N nodes on 127.0.0.1 that find each other through the DHT and sign one message.
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::SchnorrSign(args) => commands::schnorr_sign(&args),
         Command::Demo(args) => demo::demo(&args),
         Command::Elect(args) => commands::elect(&args),
+        Command::Node(args) => node::node(&args),
     };
     match result {
         Ok(outcome) => {

@@ -276,3 +276,137 @@ fn elect_matches_lotus_sdk_vectors() {
     }
     assert!(checked >= 28, "only {checked} election cases");
 }
+
+/// Three `lotus-musig2 node` processes: A is started first; B and C know only
+/// A's address; C announces a request for all three keys. Each process signs
+/// and exits after one session.
+#[test]
+fn three_node_processes_sign_together() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use lotus_musig2::core::{KeyAggContext, Keypair, Lotus, SecretKey, schnorr};
+
+    let dir = std::env::temp_dir().join(format!("lotus-musig2-node-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secrets = [[0x11u8; 32], [0x22u8; 32], [0x33u8; 32]];
+    let keys: Vec<String> = secrets
+        .iter()
+        .map(|s| {
+            Keypair::new(SecretKey::from_bytes(s).unwrap())
+                .public_key()
+                .to_string()
+        })
+        .collect();
+    for (i, s) in secrets.iter().enumerate() {
+        std::fs::write(dir.join(format!("key{i}")), hex::encode(s)).unwrap();
+    }
+    let message = "ab".repeat(32);
+    let write_config = |i: usize, bootstrap: &[String], announce: bool| {
+        let mut text = format!(
+            "secret_key_file = {:?}\nexit_after = 1\nbootstrap = {:?}\n",
+            dir.join(format!("key{i}")).display().to_string(),
+            bootstrap
+        );
+        if announce {
+            text += &format!(
+                "[announce]\nsigners = {keys:?}\nmessage = {message:?}\ninput_script_type = \"taproot\"\n"
+            );
+        }
+        let path = dir.join(format!("node{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (tx, rx) = mpsc::channel::<(usize, Value)>();
+    let mut children = Vec::new();
+    let mut spawn = |i: usize, config: std::path::PathBuf| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lotus-musig2"))
+            .args(["node", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send((i, v));
+                }
+            }
+        });
+        children.push(child);
+    };
+    let next = |want: &dyn Fn(&(usize, Value)) -> bool| -> (usize, Value) {
+        loop {
+            let item = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("node output in time");
+            if want(&item) {
+                return item;
+            }
+        }
+    };
+
+    spawn(0, write_config(0, &[], false));
+    let (_, listening) = next(&|(i, v)| *i == 0 && v["event"] == "listening");
+    let bootstrap: Vec<String> = strings(&listening["addrs"]);
+    spawn(1, write_config(1, &bootstrap, false));
+    spawn(2, write_config(2, &bootstrap, true));
+
+    let mut signatures = std::collections::BTreeMap::new();
+    while signatures.len() < 3 {
+        let (i, v) = next(&|(_, v)| v["event"] == "signature" || v["event"] == "session-error");
+        assert_eq!(v["event"], "signature", "node {i}: {v}");
+        signatures.insert(i, v);
+    }
+    let sigs: Vec<&Value> = signatures.values().collect();
+    assert!(
+        sigs.windows(2)
+            .all(|w| w[0]["signature"] == w[1]["signature"])
+    );
+    assert_eq!(sigs[0]["sighash_type"], 0x61);
+    let pubkeys: Vec<_> = keys.iter().map(|k| k.parse().unwrap()).collect();
+    let ctx = KeyAggContext::<Lotus>::new_sorted(&pubkeys)
+        .unwrap()
+        .with_taproot_tweak(&[0u8; 32])
+        .unwrap();
+    assert_eq!(
+        sigs[0]["aggregate_pubkey"],
+        ctx.aggregate_pubkey().to_string()
+    );
+    let sig = sigs[0]["signature"].as_str().unwrap().parse().unwrap();
+    schnorr::verify(
+        &ctx.aggregate_pubkey(),
+        &hex::decode(&message).unwrap(),
+        &sig,
+    )
+    .unwrap();
+
+    for mut child in children {
+        let status = child.wait_timeout_or_kill();
+        assert!(status, "a node did not exit after its session");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+trait WaitOrKill {
+    fn wait_timeout_or_kill(&mut self) -> bool;
+}
+
+impl WaitOrKill for std::process::Child {
+    /// Waits up to 30 s for the process to exit by itself; kills it otherwise.
+    fn wait_timeout_or_kill(&mut self) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.kill();
+        false
+    }
+}

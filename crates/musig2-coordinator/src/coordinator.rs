@@ -97,6 +97,8 @@ struct State {
     keys: Vec<Keypair>,
     /// Where each known signer key can be reached.
     directory: HashMap<PublicKey, PeerId>,
+    /// Addresses learned from signed announcements and advertisements.
+    peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     /// Messages for sessions we do not know yet (bounded, oldest dropped,
     /// each with its arrival time; stale ones are discarded on replay).
     orphans: VecDeque<(PeerId, WireMessage, usize, Millis)>,
@@ -755,7 +757,16 @@ impl Inner {
             debug!(%rejection, "signer advertisement rejected");
             return None;
         }
-        let new = lock(&self.state).directory.insert(ad.pubkey, peer) != Some(peer);
+        let addrs: Vec<Multiaddr> = ad
+            .multiaddrs
+            .iter()
+            .filter_map(|a| Multiaddr::from_str(a).ok())
+            .collect();
+        let new = {
+            let mut state = lock(&self.state);
+            state.peer_addrs.insert(peer, addrs);
+            state.directory.insert(ad.pubkey, peer) != Some(peer)
+        };
         for addr in ad
             .multiaddrs
             .iter()
@@ -826,18 +837,14 @@ impl Inner {
             ours
         };
         let Some(keypair) = ours else { return };
-        let net = self.net.clone();
         let addrs: Vec<Multiaddr> = announcement
             .creator_addrs
             .iter()
             .filter_map(|a| Multiaddr::from_str(a).ok())
             .collect();
         if let Ok(peer) = PeerId::from_str(&announcement.creator_peer_id) {
-            tokio::spawn(async move {
-                for addr in addrs {
-                    let _ = net.add_address(peer, addr).await;
-                }
-            });
+            // The outbound queue registers these before its first send.
+            lock(&self.state).peer_addrs.insert(peer, addrs);
         }
         // Join first (if the policy agrees), then tell the application: the
         // event then means "received, and joined if the policy said so".
@@ -1309,6 +1316,7 @@ impl Inner {
 fn spawn_outbound(inner: std::sync::Weak<Inner>, key: PublicKey) -> mpsc::Sender<Outgoing> {
     let (tx, mut rx) = mpsc::channel::<Outgoing>(OUTBOUND_CAPACITY);
     tokio::spawn(async move {
+        let mut registered: Option<PeerId> = None;
         while let Some(item) = rx.recv().await {
             let Some(inner) = inner.upgrade() else { return };
             let peer = match item.peer_hint {
@@ -1317,6 +1325,19 @@ fn spawn_outbound(inner: std::sync::Weak<Inner>, key: PublicKey) -> mpsc::Sender
             };
             let result = match peer {
                 Ok(peer) => {
+                    // Tell the swarm where the peer is before the first send
+                    // (in this task, so it cannot race the send).
+                    if registered != Some(peer) {
+                        let addrs = lock(&inner.state)
+                            .peer_addrs
+                            .get(&peer)
+                            .cloned()
+                            .unwrap_or_default();
+                        for addr in addrs {
+                            let _ = inner.net.add_address(peer, addr).await;
+                        }
+                        registered = Some(peer);
+                    }
                     let mut attempt = 0;
                     loop {
                         attempt += 1;

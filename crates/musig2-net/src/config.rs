@@ -77,7 +77,7 @@ impl NetConfig {
                     .parse()
                     .unwrap_or_else(|_| Multiaddr::empty()),
             ],
-            gossip_heartbeat: Duration::from_millis(100),
+            gossip_heartbeat: Duration::from_secs(1),
             ..Self::default()
         }
     }

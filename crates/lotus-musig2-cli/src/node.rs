@@ -1,0 +1,303 @@
+//! `lotus-musig2 node --config FILE`: one long-lived node, configured by a
+//! TOML file and the environment, that signs with co-signers in other
+//! processes. It advertises its key, joins the requests its policy accepts,
+//! runs every round as soon as the previous one completes, and prints one JSON
+//! line per event worth knowing on stdout.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use lotus_musig2::coordinator::{Coordinator, CoordinatorConfig, CoordinatorEvent, JoinDecision};
+use lotus_musig2::core::{Keypair, PublicKey, SecretKey};
+use lotus_musig2::election::ElectionMethod;
+use lotus_musig2::net::{Multiaddr, NetConfig, NodeKeypair};
+use lotus_musig2::security::{InputScriptType, SigningMetadata, TransactionType};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::commands::Outcome;
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The node's TOML configuration (see the README).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+/// The configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeConfig {
+    /// Multiaddresses to listen on (default: 127.0.0.1, any port).
+    #[serde(default)]
+    listen: Vec<String>,
+    /// Bootstrap peers, with `/p2p/<peer id>`.
+    #[serde(default)]
+    bootstrap: Vec<String>,
+    /// File holding the signing key as 64 hex characters (or use `LOTUS_MUSIG2_SECRET_KEY`).
+    secret_key_file: Option<PathBuf>,
+    /// 32 hex bytes seeding the libp2p identity, for a stable peer id (default: random).
+    node_key_seed: Option<String>,
+    /// Coordinator election method.
+    #[serde(default = "default_election")]
+    election: String,
+    /// Phase 0 nonce commitments.
+    #[serde(default = "yes")]
+    nonce_commitments: bool,
+    /// Join every request that names our key and passes the policy.
+    #[serde(default = "yes")]
+    auto_join: bool,
+    /// Only join requests whose signers are all in this list (hex keys); empty: any.
+    #[serde(default)]
+    allowed_cosigners: Vec<String>,
+    /// Kademlia server mode.
+    #[serde(default = "yes")]
+    dht_server: bool,
+    /// Stop after this many completed sessions (default: run until killed).
+    exit_after: Option<u32>,
+    /// A signing request this node announces once it starts.
+    announce: Option<AnnounceConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnnounceConfig {
+    /// Every signer's key, ours included.
+    signers: Vec<String>,
+    /// The 32-byte message (sighash), hex.
+    message: String,
+    /// `taproot`, `pubkeyhash` or `scripthash`.
+    input_script_type: Option<String>,
+    /// Free text.
+    purpose: Option<String>,
+}
+
+fn default_election() -> String {
+    "lexicographic".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn read_secret(path: Option<&Path>) -> Result<Keypair> {
+    let text = match (std::env::var("LOTUS_MUSIG2_SECRET_KEY"), path) {
+        (Ok(v), _) => zeroize::Zeroizing::new(v),
+        (Err(_), Some(p)) => zeroize::Zeroizing::new(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("secret key file {}", p.display()))?,
+        ),
+        (Err(_), None) => bail!("no signing key: set secret_key_file or LOTUS_MUSIG2_SECRET_KEY"),
+    };
+    let bytes = zeroize::Zeroizing::new(hex::decode(text.trim()).context("secret key: not hex")?);
+    Ok(Keypair::new(
+        SecretKey::from_slice(&bytes).context("secret key")?,
+    ))
+}
+
+fn parse_keys(keys: &[String]) -> Result<Vec<PublicKey>> {
+    keys.iter()
+        .map(|k| PublicKey::from_str(k).with_context(|| format!("public key {k:?}")))
+        .collect()
+}
+
+fn emit(value: serde_json::Value) {
+    println!("{value}");
+}
+
+pub fn node(args: &NodeArgs) -> Result<Outcome> {
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("config {}", args.config.display()))?;
+    let config: NodeConfig = toml::from_str(&text).context("config")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: NodeConfig) -> Result<Outcome> {
+    let keypair = read_secret(config.secret_key_file.as_deref())?;
+    let method: ElectionMethod = config
+        .election
+        .parse()
+        .map_err(|e| anyhow::anyhow!("election: {e}"))?;
+    let allowed = parse_keys(&config.allowed_cosigners)?;
+    let policy: lotus_musig2::coordinator::JoinPolicy = std::sync::Arc::new(move |a| {
+        if allowed.is_empty() || a.required_pubkeys.iter().all(|k| allowed.contains(k)) {
+            JoinDecision::Join
+        } else {
+            JoinDecision::Refuse("a co-signer is not in allowed_cosigners".into())
+        }
+    });
+    let coordinator_config = CoordinatorConfig {
+        election_method: method,
+        enable_nonce_commitment: config.nonce_commitments,
+        auto_join: config.auto_join,
+        join_policy: policy,
+        ..CoordinatorConfig::default()
+    }
+    .with_env_overrides()?;
+    let mut net = NetConfig::default().with_env_overrides()?;
+    net.listen = if config.listen.is_empty() {
+        vec!["/ip4/127.0.0.1/tcp/0".parse()?]
+    } else {
+        config
+            .listen
+            .iter()
+            .map(|a| Multiaddr::from_str(a))
+            .collect::<Result<_, _>>()?
+    };
+    net.bootstrap_peers = config
+        .bootstrap
+        .iter()
+        .map(|a| Multiaddr::from_str(a))
+        .collect::<Result<_, _>>()?;
+    net.dht_server = config.dht_server;
+    let node_key = match &config.node_key_seed {
+        Some(seed) => {
+            let mut bytes = hex::decode(seed).context("node_key_seed: not hex")?;
+            NodeKeypair::ed25519_from_bytes(&mut bytes).context("node_key_seed")?
+        }
+        None => NodeKeypair::generate_ed25519(),
+    };
+
+    let coordinator = Coordinator::start(node_key, net, coordinator_config).await?;
+    let mut events = coordinator.subscribe();
+    let mut addrs = Vec::new();
+    for _ in 0..200 {
+        addrs = coordinator.multiaddrs().await?;
+        if !addrs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    emit(json!({
+        "event": "listening",
+        "peer_id": coordinator.local_peer_id().to_string(),
+        "addrs": addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "pubkey": keypair.public_key().to_string(),
+    }));
+    // Advertise until it reaches the DHT (the bootstrap node may start later).
+    let advertiser = {
+        let (coordinator, keypair) = (coordinator.clone(), keypair.clone());
+        tokio::spawn(async move {
+            loop {
+                match coordinator
+                    .advertise_signer(
+                        &keypair,
+                        TransactionType::ALL.to_vec(),
+                        Duration::from_secs(3600),
+                    )
+                    .await
+                {
+                    Ok(_) => tokio::time::sleep(Duration::from_secs(600)).await,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
+        })
+    };
+
+    if let Some(announce) = &config.announce {
+        let signers = parse_keys(&announce.signers)?;
+        let message: [u8; 32] = hex::decode(&announce.message)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .context("announce.message: expected 32 bytes of hex")?;
+        let input_script_type = match announce.input_script_type.as_deref() {
+            None => None,
+            Some("taproot") => Some(InputScriptType::Taproot),
+            Some("pubkeyhash") => Some(InputScriptType::PubKeyHash),
+            Some("scripthash") => Some(InputScriptType::ScriptHash),
+            Some(other) => bail!("announce.input_script_type: unknown {other:?}"),
+        };
+        let metadata = SigningMetadata {
+            input_script_type,
+            purpose: announce.purpose.clone(),
+            ..SigningMetadata::default()
+        };
+        let request = coordinator
+            .announce_signing_request(&signers, message, &keypair, metadata)
+            .await?;
+        emit(json!({"event": "announced", "request_id": hex::encode(request)}));
+    }
+
+    let mut completed = 0u32;
+    loop {
+        let event = tokio::select! {
+            e = events.recv() => e,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        let event = match event {
+            Ok(e) => e,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                eprintln!("warning: missed {n} events");
+                continue;
+            }
+            Err(_) => break,
+        };
+        let step = match &event {
+            CoordinatorEvent::SessionReady { session_id, .. } => {
+                emit(json!({"event": "session-ready", "session_id": hex::encode(session_id)}));
+                if coordinator.is_nonce_commitment_enabled() {
+                    coordinator.publish_nonce_commitments(*session_id)
+                } else {
+                    coordinator.start_round1(*session_id)
+                }
+            }
+            CoordinatorEvent::NonceCommitmentsComplete(id) => coordinator.start_round1(*id),
+            CoordinatorEvent::Round1Complete(id) => coordinator.start_round2(*id),
+            CoordinatorEvent::SessionComplete { session_id, .. } => {
+                let info = coordinator.get_session(*session_id);
+                let final_sig = coordinator.get_final_signature(*session_id)?;
+                emit(json!({
+                    "event": "signature",
+                    "session_id": hex::encode(session_id),
+                    "aggregate_pubkey": info.map(|i| i.aggregate_pubkey.to_string()),
+                    "signature": final_sig.signature.to_string(),
+                    "sighash_type": final_sig.sighash_type,
+                }));
+                completed += 1;
+                Ok(())
+            }
+            CoordinatorEvent::ShouldBroadcast {
+                session_id,
+                coordinator_index,
+            } => {
+                // This tool has no chain connection: "broadcasting" is
+                // printing; the co-signers are told it is done.
+                emit(
+                    json!({"event": "should-broadcast", "session_id": hex::encode(session_id), "coordinator_index": coordinator_index}),
+                );
+                coordinator.notify_broadcast_complete(*session_id)
+            }
+            CoordinatorEvent::SessionError {
+                session_id,
+                code,
+                signer,
+                message,
+            } => {
+                emit(
+                    json!({"event": "session-error", "session_id": hex::encode(session_id), "code": code.as_str(), "signer": signer, "message": message}),
+                );
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = step {
+            emit(json!({"event": "error", "message": e.to_string()}));
+        }
+        if config.exit_after.is_some_and(|n| completed >= n) {
+            break;
+        }
+    }
+    advertiser.abort();
+    coordinator.shutdown().await;
+    Ok(Outcome {
+        output: json!({"event": "stopped", "sessions_completed": completed}).to_string(),
+        code: 0,
+    })
+}
