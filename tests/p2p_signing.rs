@@ -499,3 +499,25 @@ async fn a_forged_join_does_not_end_the_session() {
     rogue.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// A one-signer "session" is ready at once and signs alone (Q = a·P with
+/// lotus-sdk's hashed coefficient).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_signer_is_ready_at_once() {
+    let mut cluster = LocalCluster::start(1, config(ElectionMethod::Lexicographic))
+        .await
+        .unwrap();
+    let outcome = cluster
+        .sign([9u8; 32], SigningMetadata::default(), |_, _| {})
+        .await
+        .unwrap();
+    let ctx = KeyAggContext::<Lotus>::new_sorted(&cluster.pubkeys()).unwrap();
+    assert_ne!(ctx.aggregate_pubkey(), cluster.pubkeys()[0]);
+    schnorr::verify(
+        &ctx.aggregate_pubkey(),
+        &[9u8; 32],
+        &outcome.signature.signature,
+    )
+    .unwrap();
+    cluster.shutdown().await;
+}

@@ -39,8 +39,6 @@ pub const REQUEST_KEY_PREFIX: &str = "musig2-request:";
 pub const SIGNER_KEY_PREFIX: &str = "musig2-signer:";
 
 const ORPHAN_CAPACITY: usize = 1024;
-/// Orphans older than this are discarded (their sender will have moved on).
-const ORPHAN_MAX_AGE_MS: Millis = 60_000;
 const OUTBOUND_CAPACITY: usize = 256;
 const SEND_ATTEMPTS: u32 = 5;
 
@@ -99,8 +97,8 @@ struct State {
     directory: HashMap<PublicKey, PeerId>,
     /// Addresses learned from signed announcements and advertisements.
     peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
-    /// Messages for sessions we do not know yet (bounded, oldest dropped,
-    /// each with its arrival time; stale ones are discarded on replay).
+    /// Messages for sessions we do not know yet (bounded, oldest dropped),
+    /// each with its arrival time (its timestamp is judged as of then).
     orphans: VecDeque<(PeerId, WireMessage, usize, Millis)>,
     /// Messages admitted early, per session, replayed when the phase allows.
     buffered: HashMap<SessionId, Vec<(PeerId, usize, WireMessage)>>,
@@ -311,9 +309,13 @@ impl Coordinator {
         if let Err(e) = net.publish(REQUESTS_TOPIC, bytes).await {
             debug!(error = %e, "signing request not gossiped (no subscriber yet)");
         }
-        let actions = vec![Action::SendToAll(Body::SigningRequest(Box::new(
+        let mut actions = vec![Action::SendToAll(Body::SigningRequest(Box::new(
             announcement,
         )))];
+        // A one-signer request is ready at once.
+        if let Some(session) = lock(&self.inner.state).sessions.get_mut(&session_id) {
+            actions.extend(session.check_ready());
+        }
         self.inner.apply(session_id, actions);
         Ok(request_id)
     }
@@ -659,6 +661,10 @@ impl Inner {
                 .or_insert_with(|| spawn_outbound(Arc::downgrade(self), key))
                 .clone();
             if queue.try_send(item).is_err() {
+                if matches!(body, Body::SessionAbort { .. }) {
+                    // Best effort: a full queue drops the abort (never recurse into fault).
+                    continue;
+                }
                 drop(state);
                 self.fault(
                     session_id,
@@ -955,17 +961,6 @@ impl Inner {
             );
             return;
         };
-        if message.body.claimed_index().is_some_and(|c| c != index) {
-            self.fault(
-                session_id,
-                Fault {
-                    code: ErrorCode::InvalidContribution,
-                    signer: Some(index),
-                    message: "message claims another signer's index".into(),
-                },
-            );
-            return;
-        }
         let direct = DirectMessage {
             session_id: SecSessionId::from_bytes(session_id),
             kind: message.body.kind(),
@@ -976,6 +971,18 @@ impl Inner {
             size,
         };
         let admission = lock(&self.security).check_direct_message(&sec_peer(&peer), &direct, now);
+        if admission.is_ok() && message.body.claimed_index().is_some_and(|c| c != index) {
+            // An authenticated participant that claims another signer's index.
+            self.fault(
+                session_id,
+                Fault {
+                    code: ErrorCode::InvalidContribution,
+                    signer: Some(index),
+                    message: "message claims another signer's index".into(),
+                },
+            );
+            return;
+        }
         match admission {
             Ok(Admission::Process) => self.process(peer, index, message),
             Ok(Admission::Buffer) => {
@@ -990,14 +997,20 @@ impl Inner {
                 // Tell the sender once per session, and never answer a
                 // rejected error or abort (no ping-pong between two peers).
                 let kind = message.body.kind();
+                // Never answer an error or an abort (no ping-pong), nor a join:
+                // its claimed index is not authenticated, so the reply could
+                // go to an honest signer instead of the sender.
                 let answerable = !matches!(
                     message.body,
-                    Body::ValidationError { .. } | Body::SessionAbort { .. }
+                    Body::ValidationError { .. }
+                        | Body::SessionAbort { .. }
+                        | Body::SessionJoin { .. }
                 );
-                let first = lock(&self.state)
-                    .validation_replied
-                    .insert((session_id, peer));
-                if answerable && first {
+                let first = answerable
+                    && lock(&self.state)
+                        .validation_replied
+                        .insert((session_id, peer));
+                if first {
                     let body = Body::ValidationError {
                         code: rejection.rule.to_string(),
                         detail: format!("{kind:?}: {rejection}"),
@@ -1133,12 +1146,13 @@ impl Inner {
             let (mine, rest): (VecDeque<_>, VecDeque<_>) = state
                 .orphans
                 .drain(..)
-                .filter(|(_, _, _, at)| now.saturating_sub(*at) < ORPHAN_MAX_AGE_MS)
                 .partition(|(_, m, _, _)| m.session_id == session_id);
             state.orphans = rest;
             mine.into_iter().collect()
         };
-        for (peer, message, size, _) in mine {
+        for (peer, mut message, size, arrived) in mine {
+            // The message was timely when it arrived; judge its timestamp as of then.
+            message.sent_at = message.sent_at.saturating_add(now.saturating_sub(arrived));
             self.admit(peer, message, size);
         }
     }
@@ -1185,11 +1199,18 @@ impl Inner {
             let removed = state.sessions.remove(&session_id);
             if let Some(s) = &removed {
                 state.requests.remove(&s.request_id);
-                // Its co-signers count against the general limit again.
+                // Its co-signers count against the general limit again,
+                // unless another live session still uses them.
+                let in_use: std::collections::HashSet<&String> = state
+                    .sessions
+                    .values()
+                    .flat_map(|o| o.peers.iter().flatten())
+                    .collect();
                 let peers: Vec<PeerId> = s
                     .peers
                     .iter()
                     .flatten()
+                    .filter(|p| !in_use.contains(p))
                     .filter_map(|p| PeerId::from_str(p).ok())
                     .collect();
                 let net = self.net.clone();
