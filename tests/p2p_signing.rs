@@ -115,30 +115,7 @@ async fn close_session_aborts_everyone() {
     let mut cluster = LocalCluster::start(3, config(ElectionMethod::Lexicographic))
         .await
         .unwrap();
-    let keys = cluster.pubkeys();
-    let creator = &cluster.nodes[0];
-    creator
-        .coordinator
-        .announce_signing_request(
-            &keys,
-            [2u8; 32],
-            &creator.keypair,
-            SigningMetadata::default(),
-        )
-        .await
-        .unwrap();
-    let mut session = None;
-    for node in cluster.nodes.iter_mut() {
-        session = Some(
-            node.wait_for(Duration::from_secs(30), |e| match e {
-                CoordinatorEvent::SessionReady { session_id, .. } => Some(*session_id),
-                _ => None,
-            })
-            .await
-            .unwrap(),
-        );
-    }
-    let session = session.unwrap();
+    let session = announce_until_ready(&mut cluster, [2u8; 32]).await;
     let closer = cluster.nodes[1]
         .coordinator
         .get_session(session)
@@ -153,6 +130,30 @@ async fn close_session_aborts_everyone() {
         assert!(node.coordinator.get_session(session).is_none());
     }
     cluster.shutdown().await;
+}
+
+/// Node 0 announces a request for every key; returns the session id once
+/// every node reports it ready.
+async fn announce_until_ready(cluster: &mut LocalCluster, message: [u8; 32]) -> [u8; 32] {
+    let keys = cluster.pubkeys();
+    let creator = &cluster.nodes[0];
+    creator
+        .coordinator
+        .announce_signing_request(&keys, message, &creator.keypair, SigningMetadata::default())
+        .await
+        .unwrap();
+    let mut session = None;
+    for node in cluster.nodes.iter_mut() {
+        session = Some(
+            node.wait_for(Duration::from_secs(30), |e| match e {
+                CoordinatorEvent::SessionReady { session_id, .. } => Some(*session_id),
+                _ => None,
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    session.unwrap()
 }
 
 async fn session_error(node: &mut ClusterNode) -> (ErrorCode, Option<usize>) {
@@ -281,30 +282,7 @@ async fn a_signer_that_disconnects_mid_round_is_named() {
         ..config(ElectionMethod::Lexicographic)
     };
     let mut cluster = LocalCluster::start(3, cfg).await.unwrap();
-    let keys = cluster.pubkeys();
-    let creator = &cluster.nodes[0];
-    creator
-        .coordinator
-        .announce_signing_request(
-            &keys,
-            [5u8; 32],
-            &creator.keypair,
-            SigningMetadata::default(),
-        )
-        .await
-        .unwrap();
-    let mut session = None;
-    for node in cluster.nodes.iter_mut() {
-        session = Some(
-            node.wait_for(Duration::from_secs(30), |e| match e {
-                CoordinatorEvent::SessionReady { session_id, .. } => Some(*session_id),
-                _ => None,
-            })
-            .await
-            .unwrap(),
-        );
-    }
-    let session = session.unwrap();
+    let session = announce_until_ready(&mut cluster, [5u8; 32]).await;
     // Everyone commits; node 2 then disappears before revealing its nonce.
     for node in &cluster.nodes {
         node.coordinator.publish_nonce_commitments(session).unwrap();

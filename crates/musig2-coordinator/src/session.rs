@@ -815,17 +815,15 @@ mod tests {
             .unwrap()
     }
 
-    #[test]
-    fn a_forged_partial_signature_is_blamed_on_its_signer() {
-        let (mut s, _) = sessions(true);
-        let mut rng = rand::rng();
+    /// Every signer publishes its nonce commitment and receives the others'.
+    fn exchange_commitments(s: &mut [Session], rng: &mut rand::rngs::ThreadRng) {
         let commits: Vec<Body> = s
             .iter_mut()
-            .map(|x| sent(&x.publish_nonce_commitment(&mut rng, 2).unwrap()))
+            .map(|x| sent(&x.publish_nonce_commitment(rng, 2).unwrap()))
             .collect();
         for (i, c) in commits.iter().enumerate() {
             let Body::NonceCommit { commitment, .. } = c else {
-                panic!()
+                panic!("a commitment")
             };
             for (j, x) in s.iter_mut().enumerate() {
                 if i != j {
@@ -833,6 +831,13 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_forged_partial_signature_is_blamed_on_its_signer() {
+        let (mut s, _) = sessions(true);
+        let mut rng = rand::rng();
+        exchange_commitments(&mut s, &mut rng);
         let nonces: Vec<Body> = s
             .iter_mut()
             .map(|x| sent(&x.start_round1(&mut rng, 4).unwrap()))
@@ -890,20 +895,7 @@ mod tests {
     fn a_nonce_that_breaks_its_commitment_is_blamed_on_its_signer() {
         let (mut s, _) = sessions(true);
         let mut rng = rand::rng();
-        let commits: Vec<Body> = s
-            .iter_mut()
-            .map(|x| sent(&x.publish_nonce_commitment(&mut rng, 2).unwrap()))
-            .collect();
-        for (i, c) in commits.iter().enumerate() {
-            let Body::NonceCommit { commitment, .. } = c else {
-                panic!()
-            };
-            for (j, x) in s.iter_mut().enumerate() {
-                if i != j {
-                    x.on_commitment(i, *commitment, 3).unwrap();
-                }
-            }
-        }
+        exchange_commitments(&mut s, &mut rng);
         // Signer 1 reveals a different nonce than it committed to.
         let Body::NonceShare { nonce: honest, .. } = sent(&s[0].start_round1(&mut rng, 4).unwrap())
         else {
