@@ -320,7 +320,7 @@ fn three_node_processes_sign_together() {
         path
     };
     let (tx, rx) = mpsc::channel::<(usize, Value)>();
-    let mut children = Vec::new();
+    let mut children = Children(Vec::new());
     let mut spawn = |i: usize, config: std::path::PathBuf| {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lotus-musig2"))
             .args(["node", "--config", config.to_str().unwrap()])
@@ -337,7 +337,7 @@ fn three_node_processes_sign_together() {
                 }
             }
         });
-        children.push(child);
+        children.0.push(child);
     };
     let next = |want: &dyn Fn(&(usize, Value)) -> bool| -> (usize, Value) {
         loop {
@@ -385,11 +385,23 @@ fn three_node_processes_sign_together() {
     )
     .unwrap();
 
-    for mut child in children {
+    for child in children.0.iter_mut() {
         let status = child.wait_timeout_or_kill();
         assert!(status, "a node did not exit after its session");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Child processes that are killed when the test ends, even by a panic.
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 trait WaitOrKill {

@@ -1387,7 +1387,10 @@ fn spawn_outbound(inner: std::sync::Weak<Inner>, key: PublicKey) -> mpsc::Sender
                         Fault {
                             code: ErrorCode::DeliveryFailed,
                             signer: index,
-                            message: format!("cannot reach signer {key}: {detail}"),
+                            message: match index {
+                                Some(i) => format!("cannot reach signer {i} ({key}): {detail}"),
+                                None => format!("cannot reach signer {key}: {detail}"),
+                            },
                         },
                     );
                 }
