@@ -1,8 +1,8 @@
 //! The project's own automation, run as `cargo xtask <command>`:
 //!
-//! * `ci`: format check, clippy (`-D warnings`), the layering check, the doc
-//!   tests, every other test (last, so that its summary closes the output), and
-//!   `cargo deny` where it is installed. The README's
+//! * `ci`: format check, clippy (`-D warnings`), the layering check,
+//!   `cargo deny` where it is installed, the doc tests, and every other test
+//!   (last, so that its summary closes the output). The README's
 //!   test command and `.ci/run` are this command.
 //! * `layers`: fails if a crate depends on a crate at its own level or above,
 //!   or if `musig2-core` pulls in an I/O or async crate.
@@ -97,6 +97,16 @@ fn ci() -> Result<()> {
     )?;
     eprintln!("==> layers");
     layers()?;
+    if has_subcommand("deny") {
+        run(
+            "cargo deny",
+            cargo().args(["deny", "check", "licenses", "bans", "sources"]),
+        )?;
+    } else {
+        eprintln!(
+            "==> cargo deny: not installed, skipped (install: cargo install cargo-deny --locked)"
+        );
+    }
     run(
         "doc tests",
         cargo().args(["test", "--workspace", "--all-features", "--doc"]),
@@ -125,16 +135,6 @@ fn ci() -> Result<()> {
                 "--tests",
             ]),
         )?;
-    }
-    if has_subcommand("deny") {
-        run(
-            "cargo deny",
-            cargo().args(["deny", "check", "licenses", "bans", "sources"]),
-        )?;
-    } else {
-        eprintln!(
-            "==> cargo deny: not installed, skipped (install: cargo install cargo-deny --locked)"
-        );
     }
     eprintln!("==> ci: all steps passed");
     Ok(())
