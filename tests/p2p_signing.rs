@@ -499,3 +499,55 @@ async fn one_signer_is_ready_at_once() {
     .unwrap();
     cluster.shutdown().await;
 }
+
+/// Garbage from a connected peer (valid frames, undecodable payloads) is
+/// counted against that peer and never stops the node from signing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_from_a_peer_is_penalised_and_harmless() {
+    use musig2_net::{NetConfig, NodeKeypair};
+
+    let mut cluster = LocalCluster::start(2, config(ElectionMethod::Lexicographic))
+        .await
+        .unwrap();
+    let (rogue, _events) =
+        musig2_net::start(NodeKeypair::generate_ed25519(), NetConfig::loopback())
+            .await
+            .unwrap();
+    let target = cluster.nodes[0].coordinator.local_peer_id();
+    for addr in cluster.nodes[0].coordinator.multiaddrs().await.unwrap() {
+        rogue.add_address(target, addr).await.unwrap();
+    }
+    for garbage in [
+        vec![],
+        vec![0xff; 7],
+        vec![0x00; 300],
+        b"not postcard at all".to_vec(),
+    ] {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while rogue.send(target, garbage.clone()).await.is_err() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+    }
+    let outcome = cluster
+        .sign([10u8; 32], SigningMetadata::default(), |_, _| {})
+        .await
+        .unwrap();
+    let ctx = KeyAggContext::<Lotus>::new_sorted(&cluster.pubkeys()).unwrap();
+    schnorr::verify(
+        &ctx.aggregate_pubkey(),
+        &[10u8; 32],
+        &outcome.signature.signature,
+    )
+    .unwrap();
+    let score = cluster.nodes[0].coordinator.with_security(|s| {
+        s.peer_score(&musig2_security::PeerId::new(
+            rogue.local_peer_id().to_string(),
+        ))
+    });
+    assert!(score.spam_count >= 4, "{score:?}");
+    rogue.shutdown().await;
+    cluster.shutdown().await;
+}

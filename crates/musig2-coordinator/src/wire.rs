@@ -128,3 +128,29 @@ pub fn decode(bytes: &[u8]) -> Result<WireMessage, postcard::Error> {
         Err(postcard::Error::DeserializeBadEncoding)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// No byte string from a peer makes decoding panic.
+        #[test]
+        fn decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&bytes);
+        }
+
+        /// Every message survives encoding; a trailing byte or a truncation is refused.
+        #[test]
+        fn round_trip_and_strictness(session in any::<[u8; 32]>(), sequence in any::<u64>(), reason in ".{0,40}") {
+            let message = WireMessage { session_id: session, sequence, sent_at: 7, body: Body::SessionAbort { reason } };
+            let mut bytes = encode(&message).unwrap();
+            prop_assert_eq!(decode(&bytes).unwrap(), message);
+            bytes.push(0);
+            prop_assert!(decode(&bytes).is_err());
+            bytes.truncate(bytes.len().saturating_sub(2));
+            prop_assert!(decode(&bytes).is_err());
+        }
+    }
+}
