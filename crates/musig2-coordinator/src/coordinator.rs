@@ -422,7 +422,7 @@ impl Coordinator {
         let session = Session::new(
             announcement,
             keypair.clone(),
-            self.inner.peer_id.clone(),
+            self.inner.net.local_peer_id(),
             options,
             now,
         )
@@ -637,12 +637,7 @@ impl Inner {
                 }
             };
             let key = session.keys.get(index).copied();
-            let peer_hint = session
-                .peers
-                .get(index)
-                .cloned()
-                .flatten()
-                .and_then(|p| PeerId::from_str(&p).ok());
+            let peer_hint = session.peers.get(index).copied().flatten();
             if let Some(key) = key {
                 outgoing.push((
                     key,
@@ -690,7 +685,7 @@ impl Inner {
                         .iter()
                         .enumerate()
                         .filter(|(i, _)| *i != s.me)
-                        .filter_map(|(_, p)| p.as_deref().and_then(|p| PeerId::from_str(p).ok()))
+                        .filter_map(|(_, p)| *p)
                         .collect()
                 })
                 .unwrap_or_default()
@@ -936,10 +931,7 @@ impl Inner {
             let Some(session) = state.sessions.get(&session_id) else {
                 return;
             };
-            let by_peer = session
-                .peers
-                .iter()
-                .position(|p| p.as_deref() == Some(peer.to_string().as_str()));
+            let by_peer = session.peers.iter().position(|p| *p == Some(peer));
             let index = match (&message.body, by_peer) {
                 (Body::SessionJoin { signer_index, .. }, _) => Some(*signer_index as usize),
                 (_, found) => found,
@@ -1038,14 +1030,7 @@ impl Inner {
                     signature,
                     ..
                 } => {
-                    let r = session.on_join(
-                        index,
-                        &pubkey,
-                        &peer_id,
-                        &signature,
-                        &peer.to_string(),
-                        now,
-                    );
+                    let r = session.on_join(index, &pubkey, &peer_id, &signature, &peer, now);
                     if r.is_ok() {
                         state.directory.insert(pubkey, peer);
                     }
@@ -1201,7 +1186,7 @@ impl Inner {
                 state.requests.remove(&s.request_id);
                 // Its co-signers count against the general limit again,
                 // unless another live session still uses them.
-                let in_use: std::collections::HashSet<&String> = state
+                let in_use: std::collections::HashSet<&PeerId> = state
                     .sessions
                     .values()
                     .flat_map(|o| o.peers.iter().flatten())
@@ -1211,7 +1196,7 @@ impl Inner {
                     .iter()
                     .flatten()
                     .filter(|p| !in_use.contains(p))
-                    .filter_map(|p| PeerId::from_str(p).ok())
+                    .copied()
                     .collect();
                 let net = self.net.clone();
                 tokio::spawn(async move {
@@ -1235,9 +1220,7 @@ impl Inner {
             for (id, session) in state.sessions.iter().filter(|(_, s)| !s.is_done()) {
                 let gone = session.peers.iter().enumerate().find(|(i, p)| {
                     *i != session.me
-                        && p.as_deref()
-                            .and_then(|p| PeerId::from_str(p).ok())
-                            .and_then(|p| state.disconnected.get(&p))
+                        && p.and_then(|p| state.disconnected.get(&p))
                             // Only a disconnection during this session counts.
                             .is_some_and(|since| {
                                 *since >= session.started_at && now.saturating_sub(*since) >= grace

@@ -10,8 +10,10 @@ use musig2_core::{
 use musig2_election::{
     ElectionMethod, Failover, FailoverStep, coordinator_priority_list, elect_coordinator,
 };
+use musig2_net::PeerId;
 use musig2_security::{InputScriptType, Millis, SessionAnnouncement, SessionPhase};
 use rand::CryptoRng;
+use std::str::FromStr;
 use tracing::info;
 
 use crate::events::{CoordinatorEvent, ErrorCode, RequestId, SessionId, SessionInfo};
@@ -61,7 +63,7 @@ pub(crate) struct Session {
     keypair: Keypair,
     pub phase: SessionPhase,
     /// Peer id of each signer, once known (from the announcement or its join).
-    pub peers: Vec<Option<String>>,
+    pub peers: Vec<Option<PeerId>>,
     joined: Vec<bool>,
     commitments_enabled: bool,
     commitments: Vec<Option<NonceCommitment>>,
@@ -99,7 +101,7 @@ impl Session {
     pub fn new(
         announcement: SessionAnnouncement,
         keypair: Keypair,
-        my_peer_id: String,
+        my_peer_id: PeerId,
         options: SessionOptions,
         now: Millis,
     ) -> Result<Self, Misuse> {
@@ -129,11 +131,13 @@ impl Session {
                     announcement.election_method
                 ))
             })?;
+        let creator_peer = PeerId::from_str(&announcement.creator_peer_id)
+            .map_err(|_| Misuse("the creator's peer id does not parse".into()))?;
         let n = keys.len();
         let mut peers = vec![None; n];
         let mut joined = vec![false; n];
         if let (Some(p), Some(j)) = (peers.get_mut(creator), joined.get_mut(creator)) {
-            *p = Some(announcement.creator_peer_id.clone());
+            *p = Some(creator_peer);
             *j = true;
         }
         if let (Some(p), Some(j)) = (peers.get_mut(me), joined.get_mut(me)) {
@@ -239,8 +243,9 @@ impl Session {
         let peer_id = self
             .peers
             .get(self.me)
-            .cloned()
+            .copied()
             .flatten()
+            .map(|p| p.to_string())
             .unwrap_or_default();
         let pubkey = self.keypair.public_key();
         let digest = join_digest(&self.request_id, &pubkey, &peer_id);
@@ -263,14 +268,14 @@ impl Session {
         pubkey: &PublicKey,
         peer_id: &str,
         signature: &Signature,
-        from_peer: &str,
+        from_peer: &PeerId,
         now: Millis,
     ) -> Result<Vec<Action>, Fault> {
         let bad = |m: &str| Fault::blame(ErrorCode::InvalidContribution, index, m.to_string());
         if self.keys.get(index) != Some(pubkey) {
             return Err(bad("join names a key that is not at its index"));
         }
-        if peer_id != from_peer {
+        if PeerId::from_str(peer_id).ok().as_ref() != Some(from_peer) {
             return Err(bad("join sent by another peer than the one it names"));
         }
         schnorr::verify(
@@ -280,7 +285,7 @@ impl Session {
         )
         .map_err(|_| bad("join signature is invalid"))?;
         if let (Some(p), Some(j)) = (self.peers.get_mut(index), self.joined.get_mut(index)) {
-            *p = Some(peer_id.to_string());
+            *p = Some(*from_peer);
             *j = true;
         }
         self.progress(now);
@@ -737,6 +742,7 @@ mod tests {
 
     /// Three sessions, one per signer, wired together by hand.
     fn sessions(commitments: bool) -> (Vec<Session>, Vec<Keypair>) {
+        let peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         let keypairs: Vec<Keypair> = (0..3).map(|_| Keypair::random(&mut rng)).collect();
         let mut keys: Vec<PublicKey> = keypairs.iter().map(Keypair::public_key).collect();
@@ -744,7 +750,7 @@ mod tests {
         let request = SessionRequest {
             signers: keys.clone(),
             message: [9u8; 32],
-            creator_peer_id: "peer-0".into(),
+            creator_peer_id: peers[0].to_string(),
             creator_addrs: vec![],
             metadata: SigningMetadata::default(),
             election_method: "lexicographic".into(),
@@ -767,16 +773,7 @@ mod tests {
                 .find(|k| k.public_key() == *key)
                 .unwrap()
                 .clone();
-            out.push(
-                Session::new(
-                    announcement.clone(),
-                    kp.clone(),
-                    format!("peer-{i}"),
-                    options,
-                    0,
-                )
-                .unwrap(),
-            );
+            out.push(Session::new(announcement.clone(), kp.clone(), peers[i], options, 0).unwrap());
             ordered.push(kp);
         }
         // Everyone joins everyone.
@@ -793,7 +790,7 @@ mod tests {
             };
             for (j, s) in out.iter_mut().enumerate() {
                 if i != j {
-                    s.on_join(i, pubkey, peer_id, signature, peer_id, 1)
+                    s.on_join(i, pubkey, peer_id, signature, &peers[i], 1)
                         .unwrap();
                 }
             }
@@ -943,6 +940,6 @@ mod tests {
             election: true,
             failover: true,
         };
-        assert!(Session::new(announcement, kps[0].clone(), "p".into(), options, 0).is_err());
+        assert!(Session::new(announcement, kps[0].clone(), PeerId::random(), options, 0).is_err());
     }
 }
