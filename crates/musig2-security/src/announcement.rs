@@ -216,7 +216,7 @@ pub struct SessionAnnouncement {
     /// 32 random bytes, so two requests for the same keys and message are
     /// different requests and different sessions.
     pub request_nonce: [u8; 32],
-    /// The creator's Lotus Schnorr signature over [`Self::digest`].
+    /// The creator's Lotus Schnorr signature over [`Signed::digest`].
     pub signature: Signature,
 }
 
@@ -274,57 +274,6 @@ impl SessionAnnouncement {
         };
         announcement.validate()?;
         Ok(announcement.sign(creator))
-    }
-
-    /// The signed bytes: [`SESSION_ANNOUNCEMENT_TAG`] then every field but
-    /// the signature, canonically encoded.
-    pub fn signing_bytes(&self) -> Vec<u8> {
-        let mut w = Writer::with_tag(SESSION_ANNOUNCEMENT_TAG);
-        w.u8(self.version).raw(&self.request_id);
-        w.len(self.required_pubkeys.len());
-        for key in &self.required_pubkeys {
-            w.bytes(&key.to_bytes());
-        }
-        w.raw(&self.message)
-            .bytes(&self.creator_pubkey.to_bytes())
-            .str(&self.creator_peer_id)
-            .strs(&self.creator_addrs);
-        self.metadata.encode(&mut w);
-        w.str(&self.election_method)
-            .varint(self.created_at)
-            .varint(self.expires_at)
-            .raw(&self.request_nonce);
-        w.finish()
-    }
-
-    /// `SHA256(signing_bytes)`, the 32-byte message the creator signs.
-    pub fn digest(&self) -> [u8; 32] {
-        sha256(&self.signing_bytes())
-    }
-
-    /// Signs with `keypair` (which must be the creator's: otherwise the
-    /// signature will not verify under `creator_pubkey`).
-    #[must_use]
-    pub fn sign(mut self, keypair: &Keypair) -> Self {
-        self.signature = schnorr::sign(keypair.secret_key(), &self.digest());
-        self
-    }
-
-    /// Verifies the creator's signature under `creator_pubkey`.
-    pub fn verify_signature(&self) -> Result<(), Violation> {
-        schnorr::verify(&self.creator_pubkey, &self.digest(), &self.signature).map_err(|_| {
-            Violation::InvalidSignature {
-                object: SignedObject::SessionAnnouncement,
-            }
-        })
-    }
-
-    /// The owner check: the peer that announced it is `creator_peer_id`, and
-    /// the signature verifies under `creator_pubkey` (so that key's owner
-    /// vouches for that peer id).
-    pub fn verify_owner(&self, announcing_peer: &PeerId) -> Result<(), Violation> {
-        check_peer(announcing_peer, &self.creator_peer_id)?;
-        self.verify_signature()
     }
 
     /// Structural checks (no signature): version, keys non-empty and strictly
@@ -405,7 +354,7 @@ pub struct SignerAdvertisement {
     pub created_at: Millis,
     /// Expiry time (ms since the epoch).
     pub expires_at: Millis,
-    /// Lotus Schnorr signature by `pubkey` over [`Self::digest`].
+    /// Lotus Schnorr signature by `pubkey` over [`Signed::digest`].
     pub signature: Signature,
 }
 
@@ -430,50 +379,6 @@ impl SignerAdvertisement {
             signature: unsigned(),
         }
         .sign(keypair)
-    }
-
-    /// The signed bytes: [`SIGNER_ADVERTISEMENT_TAG`] then every field but
-    /// the signature, canonically encoded.
-    pub fn signing_bytes(&self) -> Vec<u8> {
-        let mut w = Writer::with_tag(SIGNER_ADVERTISEMENT_TAG);
-        w.u8(self.version)
-            .str(&self.peer_id)
-            .strs(&self.multiaddrs)
-            .bytes(&self.pubkey.to_bytes());
-        w.len(self.transaction_types.len());
-        for t in &self.transaction_types {
-            w.varint(t.wire_index());
-        }
-        w.varint(self.created_at).varint(self.expires_at);
-        w.finish()
-    }
-
-    /// `SHA256(signing_bytes)`, the 32-byte message the key signs.
-    pub fn digest(&self) -> [u8; 32] {
-        sha256(&self.signing_bytes())
-    }
-
-    /// Signs with `keypair` (which must own `pubkey`).
-    #[must_use]
-    pub fn sign(mut self, keypair: &Keypair) -> Self {
-        self.signature = schnorr::sign(keypair.secret_key(), &self.digest());
-        self
-    }
-
-    /// Verifies the signature under `pubkey`.
-    pub fn verify_signature(&self) -> Result<(), Violation> {
-        schnorr::verify(&self.pubkey, &self.digest(), &self.signature).map_err(|_| {
-            Violation::InvalidSignature {
-                object: SignedObject::SignerAdvertisement,
-            }
-        })
-    }
-
-    /// The owner check: the peer that published it is `peer_id`, and `pubkey`
-    /// signed it.
-    pub fn verify_owner(&self, announcing_peer: &PeerId) -> Result<(), Violation> {
-        check_peer(announcing_peer, &self.peer_id)?;
-        self.verify_signature()
     }
 
     /// Structural checks (no signature): version, at least one transaction
@@ -509,6 +414,136 @@ impl SignerAdvertisement {
 /// object about to be passed to `sign`.
 pub fn unsigned() -> Signature {
     Signature::from_bytes(&[0u8; 64])
+}
+
+/// What the two signed announcement types share: a canonical encoding of
+/// every field but the signature, its SHA-256 as the signed message, a Lotus
+/// Schnorr signature by one key, and a peer id that key vouches for.
+pub trait Signed: Sized {
+    /// How an invalid signature on this type is reported.
+    const OBJECT: SignedObject;
+
+    /// The signed bytes: a domain tag, then every field but the signature,
+    /// canonically encoded (see `docs/ANNOUNCEMENTS.md`).
+    fn signing_bytes(&self) -> Vec<u8>;
+
+    /// The key that signs.
+    fn signer(&self) -> &PublicKey;
+
+    /// The peer id the signer vouches for.
+    fn claimed_peer(&self) -> &str;
+
+    /// The signature field.
+    fn signature_mut(&mut self) -> &mut Signature;
+
+    /// The signature.
+    fn signature(&self) -> &Signature;
+
+    /// `SHA256(signing_bytes)`, the 32-byte message that is signed.
+    fn digest(&self) -> [u8; 32] {
+        sha256(&self.signing_bytes())
+    }
+
+    /// Signs with `keypair`, which must own [`Signed::signer`] (otherwise the
+    /// signature will not verify).
+    #[must_use]
+    fn sign(mut self, keypair: &Keypair) -> Self {
+        *self.signature_mut() = schnorr::sign(keypair.secret_key(), &self.digest());
+        self
+    }
+
+    /// Verifies the signature under [`Signed::signer`].
+    fn verify_signature(&self) -> Result<(), Violation> {
+        schnorr::verify(self.signer(), &self.digest(), self.signature()).map_err(|_| {
+            Violation::InvalidSignature {
+                object: Self::OBJECT,
+            }
+        })
+    }
+
+    /// The owner check: the peer that published it is the claimed peer, and
+    /// the signer's key signed it (so that key's owner vouches for that peer).
+    fn verify_owner(&self, announcing_peer: &PeerId) -> Result<(), Violation> {
+        check_peer(announcing_peer, self.claimed_peer())?;
+        self.verify_signature()
+    }
+}
+
+impl Signed for SessionAnnouncement {
+    const OBJECT: SignedObject = SignedObject::SessionAnnouncement;
+
+    /// The signed bytes: [`SESSION_ANNOUNCEMENT_TAG`] then every field but
+    /// the signature, canonically encoded.
+    fn signing_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::with_tag(SESSION_ANNOUNCEMENT_TAG);
+        w.u8(self.version).raw(&self.request_id);
+        w.len(self.required_pubkeys.len());
+        for key in &self.required_pubkeys {
+            w.bytes(&key.to_bytes());
+        }
+        w.raw(&self.message)
+            .bytes(&self.creator_pubkey.to_bytes())
+            .str(&self.creator_peer_id)
+            .strs(&self.creator_addrs);
+        self.metadata.encode(&mut w);
+        w.str(&self.election_method)
+            .varint(self.created_at)
+            .varint(self.expires_at)
+            .raw(&self.request_nonce);
+        w.finish()
+    }
+
+    fn signer(&self) -> &PublicKey {
+        &self.creator_pubkey
+    }
+
+    fn claimed_peer(&self) -> &str {
+        &self.creator_peer_id
+    }
+
+    fn signature_mut(&mut self) -> &mut Signature {
+        &mut self.signature
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+}
+
+impl Signed for SignerAdvertisement {
+    const OBJECT: SignedObject = SignedObject::SignerAdvertisement;
+
+    /// The signed bytes: [`SIGNER_ADVERTISEMENT_TAG`] then every field but
+    /// the signature, canonically encoded.
+    fn signing_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::with_tag(SIGNER_ADVERTISEMENT_TAG);
+        w.u8(self.version)
+            .str(&self.peer_id)
+            .strs(&self.multiaddrs)
+            .bytes(&self.pubkey.to_bytes());
+        w.len(self.transaction_types.len());
+        for t in &self.transaction_types {
+            w.varint(t.wire_index());
+        }
+        w.varint(self.created_at).varint(self.expires_at);
+        w.finish()
+    }
+
+    fn signer(&self) -> &PublicKey {
+        &self.pubkey
+    }
+
+    fn claimed_peer(&self) -> &str {
+        &self.peer_id
+    }
+
+    fn signature_mut(&mut self) -> &mut Signature {
+        &mut self.signature
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
 }
 
 fn check_peer(announcing: &PeerId, claimed: &str) -> Result<(), Violation> {

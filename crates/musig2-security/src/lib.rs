@@ -19,8 +19,8 @@ pub mod sessions;
 pub mod time;
 
 pub use announcement::{
-    InputScriptType, SessionAnnouncement, SessionRequest, SignerAdvertisement, SigningMetadata,
-    TransactionType, lotus_sdk_session_id, request_id, session_id,
+    InputScriptType, SessionAnnouncement, SessionRequest, Signed, SignerAdvertisement,
+    SigningMetadata, TransactionType, lotus_sdk_session_id, request_id, session_id,
 };
 pub use content::Delivery;
 pub use events::SecurityEvent;

@@ -2,7 +2,7 @@
 
 use musig2_core::PublicKey;
 
-use crate::announcement::{SessionAnnouncement, SignerAdvertisement};
+use crate::announcement::{SessionAnnouncement, Signed, SignerAdvertisement};
 use crate::content::{self, Delivery};
 use crate::events::SecurityEvent;
 use crate::ids::{PeerId, SessionId};

@@ -3,6 +3,7 @@
 
 use anyhow::{Result, anyhow, ensure};
 use musig2_core::{Keypair, SecretKey};
+use musig2_security::Signed;
 use musig2_security::announcement::unsigned;
 use musig2_security::phase::phase_table_markdown;
 use musig2_security::{

@@ -4,7 +4,7 @@
 use musig2_core::{Keypair, SecretKey, Signature};
 
 use super::*;
-use crate::announcement::{SessionRequest, SigningMetadata, TransactionType};
+use crate::announcement::{SessionRequest, Signed, SigningMetadata, TransactionType};
 use crate::phase::{MessageKind, SenderRole, SessionPhase};
 use crate::reputation::BlacklistReason;
 use crate::rule::Rule;
