@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use musig2_core::{Keypair, PublicKey, Signature};
-use musig2_net::{Multiaddr, NetConfig, NetEvent, NetHandle, NodeKeypair, PeerId, Verdict};
+use musig2_net::{
+    Multiaddr, NetConfig, NetEvent, NetHandle, NodeKeypair, PeerEvent, PeerId, Verdict,
+};
 use musig2_security::{
     Admission, Clock, Delivery, DirectMessage, Millis, PeerId as SecPeer, SecurityManager,
     SenderRole, SessionAnnouncement, SessionId as SecSessionId, SessionPhase, SessionRequest,
@@ -1424,22 +1426,17 @@ async fn handle_net_event(inner: &Arc<Inner>, event: NetEvent) {
                     .await;
             }
         }
-        NetEvent::PeerConnected(peer) => {
-            lock(&inner.state).disconnected.remove(&peer);
-            inner.emit(CoordinatorEvent::PeerConnected(peer));
-        }
-        NetEvent::PeerDisconnected(peer) => {
-            lock(&inner.state).disconnected.insert(peer, now);
-            inner.emit(CoordinatorEvent::PeerDisconnected(peer));
-        }
-        NetEvent::PeerDiscovered { peer, addrs } => {
-            inner.emit(CoordinatorEvent::PeerDiscovered { peer, addrs })
-        }
-        NetEvent::PeerUpdated { peer, addrs } => {
-            inner.emit(CoordinatorEvent::PeerUpdated { peer, addrs })
-        }
-        NetEvent::RelayAddressesAvailable { relay } => {
-            inner.emit(CoordinatorEvent::RelayAddressesAvailable { relay })
+        NetEvent::Peer(event) => {
+            match &event {
+                PeerEvent::Connected(peer) => {
+                    lock(&inner.state).disconnected.remove(peer);
+                }
+                PeerEvent::Disconnected(peer) => {
+                    lock(&inner.state).disconnected.insert(*peer, now);
+                }
+                _ => {}
+            }
+            inner.emit(CoordinatorEvent::Peer(event));
         }
         _ => {}
     }

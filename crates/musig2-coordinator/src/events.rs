@@ -3,7 +3,7 @@
 //! capacity behind gets `Lagged` and loses the oldest events).
 
 use musig2_core::{PublicKey, Signature};
-use musig2_net::{Multiaddr, PeerId};
+use musig2_net::PeerEvent;
 use musig2_security::{SecurityEvent, SessionAnnouncement, SignerAdvertisement};
 
 /// A session id (32 bytes).
@@ -128,29 +128,9 @@ pub enum CoordinatorEvent {
     BroadcastConfirmed(SessionId),
     /// `signer:discovered`.
     SignerDiscovered(Box<SignerAdvertisement>),
-    /// `peer:discovered`.
-    PeerDiscovered {
-        /// The peer.
-        peer: PeerId,
-        /// Its addresses.
-        addrs: Vec<Multiaddr>,
-    },
-    /// `peer:connected`.
-    PeerConnected(PeerId),
-    /// `peer:disconnected`.
-    PeerDisconnected(PeerId),
-    /// `peer:updated`.
-    PeerUpdated {
-        /// The peer.
-        peer: PeerId,
-        /// Its addresses.
-        addrs: Vec<Multiaddr>,
-    },
-    /// `relay:addresses-available`.
-    RelayAddressesAvailable {
-        /// The relay.
-        relay: PeerId,
-    },
+    /// `peer:discovered`, `peer:connected`, `peer:disconnected`,
+    /// `peer:updated`, `relay:addresses-available`, as the network reports them.
+    Peer(PeerEvent),
     /// `peer:blacklisted`, `peer:graylisted`, `peer:should-ban`.
     Security(SecurityEvent),
 }

@@ -8,7 +8,7 @@ pub mod node;
 pub use codec::{Ack, DIRECT_PROTOCOL, WIRE_VERSION};
 pub use config::NetConfig;
 pub use libp2p::{Multiaddr, PeerId, gossipsub::MessageId, identity::Keypair as NodeKeypair};
-pub use node::{NetEvent, NetHandle, NetMetrics, Verdict, start};
+pub use node::{NetEvent, NetHandle, NetMetrics, PeerEvent, Verdict, start};
 
 /// Errors of the network layer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -46,23 +46,24 @@ pub enum Verdict {
     Ignore,
 }
 
-/// What the network tells the application.
-#[derive(Debug, Clone)]
+/// Peer and connection events (the reference's `peer:*` and `relay:*`
+/// events). The coordinator passes them on unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum NetEvent {
+pub enum PeerEvent {
     /// `peer:discovered`: a peer's addresses became known.
-    PeerDiscovered {
+    Discovered {
         /// The peer.
         peer: PeerId,
         /// Its addresses.
         addrs: Vec<Multiaddr>,
     },
     /// `peer:connected`.
-    PeerConnected(PeerId),
+    Connected(PeerId),
     /// `peer:disconnected`.
-    PeerDisconnected(PeerId),
+    Disconnected(PeerId),
     /// `peer:updated`: a known peer's addresses changed.
-    PeerUpdated {
+    Updated {
         /// The peer.
         peer: PeerId,
         /// Its new addresses.
@@ -73,6 +74,14 @@ pub enum NetEvent {
         /// The relay peer.
         relay: PeerId,
     },
+}
+
+/// What the network tells the application.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum NetEvent {
+    /// A peer or connection event.
+    Peer(PeerEvent),
     /// A GossipSub message, awaiting [`NetHandle::report_verdict`].
     Gossip {
         /// GossipSub's message id.
@@ -588,11 +597,11 @@ impl EventLoop {
         match self.known_addrs.get(&peer) {
             None => {
                 self.known_addrs.insert(peer, addrs.clone());
-                self.emit(NetEvent::PeerDiscovered { peer, addrs });
+                self.emit(NetEvent::Peer(PeerEvent::Discovered { peer, addrs }));
             }
             Some(old) if *old != addrs => {
                 self.known_addrs.insert(peer, addrs.clone());
-                self.emit(NetEvent::PeerUpdated { peer, addrs });
+                self.emit(NetEvent::Peer(PeerEvent::Updated { peer, addrs }));
             }
             Some(_) => {}
         }
@@ -625,14 +634,14 @@ impl EventLoop {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
-                self.emit(NetEvent::PeerConnected(peer_id));
+                self.emit(NetEvent::Peer(PeerEvent::Connected(peer_id)));
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
                 ..
             } if self.connected.remove(&peer_id) => {
-                self.emit(NetEvent::PeerDisconnected(peer_id));
+                self.emit(NetEvent::Peer(PeerEvent::Disconnected(peer_id)));
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
@@ -679,9 +688,9 @@ impl EventLoop {
                 relay_peer_id,
                 ..
             }) => {
-                self.emit(NetEvent::RelayAddressesAvailable {
+                self.emit(NetEvent::Peer(PeerEvent::RelayAddressesAvailable {
                     relay: relay_peer_id,
-                });
+                }));
             }
             _ => {}
         }

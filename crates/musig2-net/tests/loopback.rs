@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use musig2_net::{NetConfig, NetEvent, NetHandle, NodeKeypair, Verdict, start};
+use musig2_net::{NetConfig, NetEvent, NetHandle, NodeKeypair, PeerEvent, Verdict, start};
 use tokio::sync::mpsc::Receiver;
 use tokio::time::timeout;
 
@@ -48,12 +48,12 @@ async fn dht_direct_and_gossip_over_loopback() {
     let (c, mut c_events) = node(Some(&a)).await;
     next_matching(
         &mut b_events,
-        |e| matches!(e, NetEvent::PeerConnected(p) if *p == a.local_peer_id()),
+        |e| matches!(e, NetEvent::Peer(PeerEvent::Connected(p)) if *p == a.local_peer_id()),
     )
     .await;
     next_matching(
         &mut c_events,
-        |e| matches!(e, NetEvent::PeerConnected(p) if *p == a.local_peer_id()),
+        |e| matches!(e, NetEvent::Peer(PeerEvent::Connected(p)) if *p == a.local_peer_id()),
     )
     .await;
 
