@@ -6,10 +6,12 @@
 
 use std::time::Duration;
 
-use musig2_coordinator::cluster::{ClusterNode, LocalCluster};
+use musig2_coordinator::cluster::{ClusterNode, LocalCluster, SigningOutcome};
 use musig2_coordinator::{CoordinatorConfig, CoordinatorEvent, ErrorCode};
+use musig2_core::PublicKey;
 use musig2_core::{KeyAggContext, Lotus, schnorr};
 use musig2_election::ElectionMethod;
+use musig2_net::{NetConfig, NetHandle, NodeKeypair, PeerId};
 use musig2_security::{InputScriptType, SigningMetadata};
 
 /// Logs go to the test output when `RUST_LOG` is set.
@@ -29,16 +31,16 @@ fn config(method: ElectionMethod) -> CoordinatorConfig {
     }
 }
 
-async fn sign_and_check(n: usize, method: ElectionMethod, metadata: SigningMetadata) {
-    let mut cluster = LocalCluster::start(n, config(method)).await.unwrap();
-    let message = [0x5a; 32];
-    let outcome = cluster
-        .sign(message, metadata.clone(), |_, _| {})
-        .await
-        .unwrap();
-    // The signature verifies under the aggregate key computed independently.
+/// Checks an outcome against the aggregate key computed independently of the
+/// nodes (the Taproot commitment key for a Taproot request).
+fn check_signature(
+    cluster: &LocalCluster,
+    message: [u8; 32],
+    taproot: bool,
+    outcome: &SigningOutcome,
+) -> PublicKey {
     let mut ctx = KeyAggContext::<Lotus>::new_sorted(&cluster.pubkeys()).unwrap();
-    if metadata.input_script_type == Some(InputScriptType::Taproot) {
+    if taproot {
         ctx = ctx.with_taproot_tweak(&[0u8; 32]).unwrap();
     }
     assert_eq!(outcome.aggregate_pubkey, ctx.aggregate_pubkey());
@@ -48,6 +50,47 @@ async fn sign_and_check(n: usize, method: ElectionMethod, metadata: SigningMetad
         &outcome.signature.signature,
     )
     .unwrap();
+    ctx.aggregate_pubkey()
+}
+
+/// A plain libp2p node (no coordinator, not a signer) that knows `node`'s addresses.
+async fn rogue_near(node: &ClusterNode) -> NetHandle {
+    let (rogue, events) = musig2_net::start(NodeKeypair::generate_ed25519(), NetConfig::loopback())
+        .await
+        .unwrap();
+    // Keep its event queue drained.
+    tokio::spawn(async move {
+        let mut events = events;
+        while events.recv().await.is_some() {}
+    });
+    let target = node.coordinator.local_peer_id();
+    for addr in node.coordinator.multiaddrs().await.unwrap() {
+        rogue.add_address(target, addr).await.unwrap();
+    }
+    rogue
+}
+
+/// Sends until the target's swarm accepts the frame (the first dial may race).
+async fn deliver(rogue: &NetHandle, target: PeerId, bytes: Vec<u8>) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while rogue.send(target, bytes.clone()).await.is_err() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+}
+
+async fn sign_and_check(n: usize, method: ElectionMethod, metadata: SigningMetadata) {
+    let mut cluster = LocalCluster::start(n, config(method)).await.unwrap();
+    let message = [0x5a; 32];
+    let outcome = cluster
+        .sign(message, metadata.clone(), |_, _| {})
+        .await
+        .unwrap();
+    // The signature verifies under the aggregate key computed independently.
+    let taproot = metadata.input_script_type == Some(InputScriptType::Taproot);
+    check_signature(&cluster, message, taproot, &outcome);
     // The broadcaster is the elected coordinator.
     let election = musig2_election::elect_coordinator(&cluster.pubkeys(), method).unwrap();
     assert_eq!(outcome.broadcaster, election.coordinator_index);
@@ -82,16 +125,7 @@ async fn ten_of_ten_taproot() {
         .unwrap();
     let outcome = cluster.sign([7u8; 32], metadata, |_, _| {}).await.unwrap();
     assert_eq!(outcome.signature.sighash_type, Some(0x61));
-    let ctx = KeyAggContext::<Lotus>::new_sorted(&cluster.pubkeys())
-        .unwrap()
-        .with_taproot_tweak(&[0u8; 32])
-        .unwrap();
-    schnorr::verify(
-        &ctx.aggregate_pubkey(),
-        &[7u8; 32],
-        &outcome.signature.signature,
-    )
-    .unwrap();
+    check_signature(&cluster, [7u8; 32], true, &outcome);
     cluster.shutdown().await;
 }
 
@@ -362,13 +396,7 @@ async fn co_signers_are_found_through_the_dht_only() {
         .sign([6u8; 32], SigningMetadata::default(), |_, _| {})
         .await
         .unwrap();
-    let ctx = KeyAggContext::<Lotus>::new_sorted(&cluster.pubkeys()).unwrap();
-    schnorr::verify(
-        &ctx.aggregate_pubkey(),
-        &[6u8; 32],
-        &outcome.signature.signature,
-    )
-    .unwrap();
+    check_signature(&cluster, [6u8; 32], false, &outcome);
     // Now it talks to every co-signer directly (full mesh).
     let peers = cluster.nodes[0]
         .coordinator
@@ -387,7 +415,6 @@ async fn co_signers_are_found_through_the_dht_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_join_does_not_end_the_session() {
     use musig2_coordinator::wire::{Body, WireMessage, encode};
-    use musig2_net::{NetConfig, NodeKeypair};
 
     let cfg = CoordinatorConfig {
         auto_join: false,
@@ -417,13 +444,7 @@ async fn a_forged_join_does_not_end_the_session() {
         .unwrap();
 
     // The forger: a plain libp2p node that knows the creator's address.
-    let (rogue, _events) =
-        musig2_net::start(NodeKeypair::generate_ed25519(), NetConfig::loopback())
-            .await
-            .unwrap();
-    for addr in creator.coordinator.multiaddrs().await.unwrap() {
-        rogue.dial(addr).await.unwrap();
-    }
+    let rogue = rogue_near(creator).await;
     let forged = WireMessage {
         session_id: session,
         sequence: 1,
@@ -438,18 +459,12 @@ async fn a_forged_join_does_not_end_the_session() {
             signature: musig2_core::Signature::from_bytes(&[1u8; 64]),
         },
     };
-    let creator_peer = creator.coordinator.local_peer_id();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while rogue
-            .send(creator_peer, encode(&forged).unwrap())
-            .await
-            .is_err()
-        {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .unwrap();
+    deliver(
+        &rogue,
+        creator.coordinator.local_peer_id(),
+        encode(&forged).unwrap(),
+    )
+    .await;
 
     // The real signer joins; the session goes ahead and completes.
     let real = &cluster.nodes[1];
@@ -489,14 +504,8 @@ async fn one_signer_is_ready_at_once() {
         .sign([9u8; 32], SigningMetadata::default(), |_, _| {})
         .await
         .unwrap();
-    let ctx = KeyAggContext::<Lotus>::new_sorted(&cluster.pubkeys()).unwrap();
-    assert_ne!(ctx.aggregate_pubkey(), cluster.pubkeys()[0]);
-    schnorr::verify(
-        &ctx.aggregate_pubkey(),
-        &[9u8; 32],
-        &outcome.signature.signature,
-    )
-    .unwrap();
+    let key = check_signature(&cluster, [9u8; 32], false, &outcome);
+    assert_ne!(key, cluster.pubkeys()[0]);
     cluster.shutdown().await;
 }
 
@@ -504,44 +513,24 @@ async fn one_signer_is_ready_at_once() {
 /// counted against that peer and never stops the node from signing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_from_a_peer_is_penalised_and_harmless() {
-    use musig2_net::{NetConfig, NodeKeypair};
-
     let mut cluster = LocalCluster::start(2, config(ElectionMethod::Lexicographic))
         .await
         .unwrap();
-    let (rogue, _events) =
-        musig2_net::start(NodeKeypair::generate_ed25519(), NetConfig::loopback())
-            .await
-            .unwrap();
+    let rogue = rogue_near(&cluster.nodes[0]).await;
     let target = cluster.nodes[0].coordinator.local_peer_id();
-    for addr in cluster.nodes[0].coordinator.multiaddrs().await.unwrap() {
-        rogue.add_address(target, addr).await.unwrap();
-    }
     for garbage in [
         vec![],
         vec![0xff; 7],
         vec![0x00; 300],
         b"not postcard at all".to_vec(),
     ] {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while rogue.send(target, garbage.clone()).await.is_err() {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .unwrap();
+        deliver(&rogue, target, garbage).await;
     }
     let outcome = cluster
         .sign([10u8; 32], SigningMetadata::default(), |_, _| {})
         .await
         .unwrap();
-    let ctx = KeyAggContext::<Lotus>::new_sorted(&cluster.pubkeys()).unwrap();
-    schnorr::verify(
-        &ctx.aggregate_pubkey(),
-        &[10u8; 32],
-        &outcome.signature.signature,
-    )
-    .unwrap();
+    check_signature(&cluster, [10u8; 32], false, &outcome);
     let score = cluster.nodes[0].coordinator.with_security(|s| {
         s.peer_score(&musig2_security::PeerId::new(
             rogue.local_peer_id().to_string(),
