@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use musig2_coordinator::cluster::{ClusterNode, LocalCluster, SigningOutcome};
-use musig2_coordinator::{CoordinatorConfig, CoordinatorEvent, ErrorCode};
+use musig2_coordinator::{CoordinatorConfig, CoordinatorEvent, ErrorCode, JoinDecision};
 use musig2_core::PublicKey;
 use musig2_core::{KeyAggContext, Lotus, schnorr};
 use musig2_election::ElectionMethod;
@@ -538,5 +538,128 @@ async fn garbage_from_a_peer_is_penalised_and_harmless() {
     });
     assert!(score.spam_count >= 4, "{score:?}");
     rogue.shutdown().await;
+    cluster.shutdown().await;
+}
+
+/// The legacy API (`create_session` / `join_session`) with Phase 0 turned
+/// off, and a join policy that refuses: the refusing node never joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_sessions_without_commitments_and_a_refusing_policy() {
+    let cfg = CoordinatorConfig {
+        auto_join: false,
+        enable_nonce_commitment: false,
+        ..config(ElectionMethod::Lexicographic)
+    };
+    let mut cluster = LocalCluster::start(2, cfg).await.unwrap();
+    let keys = cluster.pubkeys();
+    let creator = &cluster.nodes[0];
+    let session = creator
+        .coordinator
+        .create_session(
+            &keys,
+            &creator.keypair,
+            [11u8; 32],
+            SigningMetadata::default(),
+        )
+        .await
+        .unwrap();
+    // The joiner has the request (delivered directly); it joins by session id.
+    cluster.nodes[1]
+        .wait_for(Duration::from_secs(30), |e| {
+            matches!(e, CoordinatorEvent::SigningRequestReceived { .. }).then_some(())
+        })
+        .await
+        .unwrap();
+    let joiner = &cluster.nodes[1];
+    joiner
+        .coordinator
+        .join_session(session, &joiner.keypair)
+        .await
+        .unwrap();
+    for node in cluster.nodes.iter_mut() {
+        node.wait_for(Duration::from_secs(30), |e| {
+            matches!(e, CoordinatorEvent::SessionReady { session_id, .. } if *session_id == session)
+                .then_some(())
+        })
+        .await
+        .unwrap();
+        assert!(
+            node.coordinator.publish_nonce_commitments(session).is_err(),
+            "Phase 0 is off"
+        );
+    }
+    for node in &cluster.nodes {
+        node.coordinator.start_round1(session).unwrap();
+    }
+    for node in cluster.nodes.iter_mut() {
+        node.wait_for(Duration::from_secs(30), |e| {
+            matches!(e, CoordinatorEvent::Round1Complete(id) if *id == session).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+    for node in &cluster.nodes {
+        node.coordinator.start_round2(session).unwrap();
+    }
+    let mut signature = None;
+    for node in cluster.nodes.iter_mut() {
+        signature = Some(
+            node.wait_for(Duration::from_secs(30), |e| match e {
+                CoordinatorEvent::SessionComplete {
+                    session_id,
+                    signature,
+                } if *session_id == session => Some(*signature),
+                _ => None,
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    let ctx = KeyAggContext::<Lotus>::new_sorted(&keys).unwrap();
+    schnorr::verify(&ctx.aggregate_pubkey(), &[11u8; 32], &signature.unwrap()).unwrap();
+    cluster.shutdown().await;
+
+    // A node whose policy refuses does not join, so the session never forms.
+    let refuse: musig2_coordinator::JoinPolicy =
+        std::sync::Arc::new(|_| JoinDecision::Refuse("not today".into()));
+    let cfg = CoordinatorConfig {
+        join_policy: refuse,
+        ..config(ElectionMethod::Lexicographic)
+    };
+    let mut cluster = LocalCluster::start(2, cfg).await.unwrap();
+    let keys = cluster.pubkeys();
+    let creator = &cluster.nodes[0];
+    let request = creator
+        .coordinator
+        .announce_signing_request(
+            &keys,
+            [12u8; 32],
+            &creator.keypair,
+            SigningMetadata::default(),
+        )
+        .await
+        .unwrap();
+    cluster.nodes[1]
+        .wait_for(Duration::from_secs(30), |e| {
+            matches!(e, CoordinatorEvent::SigningRequestReceived { .. }).then_some(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        cluster.nodes[1].coordinator.get_session_by_request(request),
+        None
+    );
+    let session = cluster.nodes[0]
+        .coordinator
+        .get_session_by_request(request)
+        .unwrap();
+    assert_eq!(
+        cluster.nodes[0]
+            .coordinator
+            .get_session(session)
+            .unwrap()
+            .joined,
+        1
+    );
     cluster.shutdown().await;
 }
