@@ -85,6 +85,8 @@ struct Inner {
     state: Mutex<State>,
     security: Mutex<SecurityManager>,
     events: broadcast::Sender<CoordinatorEvent>,
+    /// Messages queued or being sent; `shutdown` waits for them.
+    in_flight: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Default)]
@@ -170,6 +172,7 @@ impl Coordinator {
             state: Mutex::new(State::default()),
             security: Mutex::new(security),
             events,
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
         });
         tokio::spawn(run(Arc::downgrade(&inner), net_events));
         Ok(Self { inner })
@@ -587,7 +590,21 @@ impl Coordinator {
     }
 
     /// Stops the network task.
+    /// Stops the node after the messages already queued have been sent (or
+    /// have failed), waiting at most 5 s: a node that leaves right after its
+    /// own session completes must still deliver its partial signature to the
+    /// co-signers that are waiting for it.
     pub async fn shutdown(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self
+            .inner
+            .in_flight
+            .load(std::sync::atomic::Ordering::Acquire)
+            > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         self.inner.net.shutdown().await;
     }
 }
@@ -657,7 +674,11 @@ impl Inner {
                 .entry(key)
                 .or_insert_with(|| spawn_outbound(Arc::downgrade(self), key))
                 .clone();
+            self.in_flight
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             if queue.try_send(item).is_err() {
+                self.in_flight
+                    .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                 if matches!(body, Body::SessionAbort { .. }) {
                     // Best effort: a full queue drops the abort (never recurse into fault).
                     continue;
@@ -1359,6 +1380,9 @@ fn spawn_outbound(inner: std::sync::Weak<Inner>, key: PublicKey) -> mpsc::Sender
                 }
                 Err(e) => Err(e.to_string()),
             };
+            inner
+                .in_flight
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
             if let Err(detail) = result {
                 // Only a live session fails (an abort that cannot be delivered
                 // after the session ended is not a second error).
