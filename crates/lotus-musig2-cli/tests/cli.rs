@@ -22,7 +22,10 @@ fn stdout(out: &Output) -> String {
 }
 
 fn vectors(file: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // The package directory as of this run, not of compilation (see core's vectors test).
+    let package =
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    let path = PathBuf::from(package)
         .join("../../tests/vectors/lotus")
         .join(file);
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()

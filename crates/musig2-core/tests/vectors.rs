@@ -23,7 +23,11 @@ use musig2_core::{
 use serde_json::Value;
 
 fn load(path: &str) -> Value {
-    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // The package directory as of this run (cargo and nextest set it), not as
+    // of compilation: a test binary may be reused from a shared target dir.
+    let package =
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    let full = PathBuf::from(package)
         .join("../../tests/vectors")
         .join(path);
     let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()));
