@@ -419,6 +419,13 @@ impl Coordinator {
         now: Millis,
     ) -> Result<SessionId, CoordinatorError> {
         let expires_at = announcement.expires_at;
+        // Cheap check first: building the session aggregates every key.
+        if lock(&self.inner.state)
+            .sessions
+            .contains_key(&announcement.session_id().to_bytes())
+        {
+            return Err(CoordinatorError::AlreadyJoined);
+        }
         let options = SessionOptions {
             commitments: self.inner.config.enable_nonce_commitment,
             election: self.inner.config.enable_coordinator_election,

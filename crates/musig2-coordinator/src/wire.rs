@@ -1,5 +1,5 @@
 //! The direct messages between co-signers, encoded with postcard inside the
-//! network layer's versioned frame (`/lotus/musig2/2.0.0`, wire version 1).
+//! network layer's versioned frame (`/lotus/musig2/3.0.0`, wire version 1).
 //! An unknown variant or trailing bytes are decoding errors, never guesses.
 
 use musig2_core::{NonceCommitment, PartialSignature, PublicKey, PublicNonce, Signature};

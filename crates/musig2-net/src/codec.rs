@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol id of direct messages. lotus-sdk's JSON protocol is
 /// `/lotus/musig2/1.0.0`; this postcard wire format is a different protocol.
-pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/lotus/musig2/2.0.0");
+/// (`2.0.0` was the same frames with one exchange per stream.)
+pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/lotus/musig2/3.0.0");
 
 /// The only wire version this build speaks.
 pub const WIRE_VERSION: u8 = 1;
@@ -39,7 +40,14 @@ impl FrameCodec {
         Self { max_frame }
     }
 
-    async fn read_frame<T: AsyncRead + Unpin + Send>(&self, io: &mut T) -> io::Result<Vec<u8>> {
+    /// The largest payload this codec reads or writes.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// Reads one frame and returns its payload. The length and the version
+    /// are checked before the payload is read.
+    pub async fn read_frame<T: AsyncRead + Unpin>(&self, io: &mut T) -> io::Result<Vec<u8>> {
         let mut len = [0u8; 4];
         io.read_exact(&mut len).await?;
         let len = u32::from_be_bytes(len) as usize;
@@ -62,7 +70,8 @@ impl FrameCodec {
         Ok(payload)
     }
 
-    async fn write_frame<T: AsyncWrite + Unpin + Send>(
+    /// Writes one frame (a single write, then a flush).
+    pub async fn write_frame<T: AsyncWrite + Unpin>(
         &self,
         io: &mut T,
         payload: &[u8],
@@ -79,57 +88,13 @@ impl FrameCodec {
         }
         let len = u32::try_from(payload.len() + 1)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "payload too large"))?;
-        io.write_all(&len.to_be_bytes()).await?;
-        io.write_all(&[WIRE_VERSION]).await?;
-        io.write_all(payload).await?;
+        // One buffer, one write: one muxer frame on the wire.
+        let mut frame = Vec::with_capacity(5 + payload.len());
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.push(WIRE_VERSION);
+        frame.extend_from_slice(payload);
+        io.write_all(&frame).await?;
         io.flush().await
-    }
-}
-
-impl libp2p::request_response::Codec for FrameCodec {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Ack;
-
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        self.read_frame(io).await
-    }
-
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Ack>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        let frame = self.read_frame(io).await?;
-        postcard::from_bytes(&frame).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: Vec<u8>,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        self.write_frame(io, &req).await
-    }
-
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        res: Ack,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        let bytes = postcard::to_allocvec(&res)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        self.write_frame(io, &bytes).await
     }
 }
 

@@ -18,7 +18,9 @@ pub struct NetConfig {
     /// Kademlia server mode (needed on small and local networks); when off,
     /// libp2p picks client or server from confirmed external addresses.
     pub dht_server: bool,
-    /// General connections below this trigger a DHT bootstrap (env `P2P_MIN_CONNECTIONS`).
+    /// Fewer open connections than this (session connections included) trigger
+    /// a DHT bootstrap, backing off while bootstraps find nobody new (env
+    /// `P2P_MIN_CONNECTIONS`).
     pub min_connections: usize,
     /// General (non-session) connections above this are closed (env `P2P_MAX_CONNECTIONS`).
     pub max_connections: usize,

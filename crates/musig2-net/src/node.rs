@@ -3,12 +3,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::kad::store::MemoryStore;
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
@@ -19,15 +20,22 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::NetError;
-use crate::codec::{Ack, DIRECT_PROTOCOL, FrameCodec};
+use crate::codec::{DIRECT_PROTOCOL, FrameCodec};
 use crate::config::NetConfig;
+use crate::direct::{self, Direct};
+use crate::refill::Refill;
+
+/// How often the event loop checks its connection count.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
+/// The longest wait between two fruitless bootstraps.
+const MAX_BOOTSTRAP_BACKOFF: Duration = Duration::from_secs(300);
 
 /// One `NetworkBehaviour` per concern, composed.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
     kad: kad::Behaviour<MemoryStore>,
     gossipsub: gossipsub::Behaviour,
-    direct: request_response::Behaviour<FrameCodec>,
+    direct: direct::StreamBehaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     relay: Toggle<relay::client::Behaviour>,
@@ -109,14 +117,15 @@ type Reply<T> = oneshot::Sender<Result<T, NetError>>;
 enum Command {
     ListenAddrs(Reply<Vec<Multiaddr>>),
     Dial(Multiaddr, Reply<()>),
-    AddAddress(PeerId, Multiaddr),
+    AddAddress(PeerId, Multiaddr, Reply<()>),
     PutRecord(Vec<u8>, Vec<u8>, Reply<()>),
     GetRecord(Vec<u8>, Reply<Vec<u8>>),
     Subscribe(String, Reply<()>),
     Publish(String, Vec<u8>, Reply<()>),
     Verdict(gossipsub::MessageId, PeerId, Verdict),
-    Send(PeerId, Vec<u8>, Reply<()>),
     ConnectedPeers(Reply<Vec<PeerId>>),
+    Metrics(Reply<NetMetrics>),
+    Disconnect(PeerId),
     SessionPeers(Vec<PeerId>, bool),
     Bootstrap,
     Shutdown(oneshot::Sender<()>),
@@ -128,6 +137,7 @@ enum Command {
 #[derive(Clone, Debug)]
 pub struct NetHandle {
     commands: mpsc::Sender<Command>,
+    direct: Arc<Direct>,
     peer_id: PeerId,
 }
 
@@ -166,9 +176,10 @@ impl NetHandle {
         self.call(|r| Command::Dial(addr, r)).await
     }
 
-    /// Tells the swarm and the DHT where a peer can be reached.
+    /// Tells the swarm and the DHT where a peer can be reached; when this
+    /// returns, a [`NetHandle::send`] to the peer will use the address.
     pub async fn add_address(&self, peer: PeerId, addr: Multiaddr) -> Result<(), NetError> {
-        self.tell(Command::AddAddress(peer, addr)).await
+        self.call(|r| Command::AddAddress(peer, addr, r)).await
     }
 
     /// Stores a record in the DHT (locally, and on at least one peer if any is known).
@@ -206,9 +217,20 @@ impl NetHandle {
             .await
     }
 
-    /// Sends a direct message and waits for the receiver's acknowledgement.
+    /// Sends a direct message and waits for the receiver's acknowledgement
+    /// (on this peer's long-lived stream, opening it or dialling if needed).
     pub async fn send(&self, peer: PeerId, payload: Vec<u8>) -> Result<(), NetError> {
-        self.call(|r| Command::Send(peer, payload, r)).await
+        self.direct.send(peer, &payload).await
+    }
+
+    /// Closes every connection to a peer.
+    pub async fn disconnect(&self, peer: PeerId) -> Result<(), NetError> {
+        self.tell(Command::Disconnect(peer)).await
+    }
+
+    /// The event loop's counters (rejections, drops, refusals).
+    pub async fn metrics(&self) -> Result<NetMetrics, NetError> {
+        self.call(Command::Metrics).await
     }
 
     /// The peers with an open connection.
@@ -240,17 +262,21 @@ impl NetHandle {
     }
 }
 
-/// Counters kept by the event loop.
+/// Counters of a node's network layer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NetMetrics {
     /// Events dropped because the application's queue was full.
     pub events_dropped: u64,
     /// Direct messages answered `Busy` for the same reason.
     pub direct_busy: u64,
-    /// Inbound direct-message failures (bad frames, timeouts).
+    /// Inbound direct-message failures (bad frames).
     pub inbound_failures: u64,
+    /// Inbound direct-message streams refused (too many open).
+    pub direct_streams_refused: u64,
     /// Connections closed because the general limit was reached.
     pub connections_refused: u64,
+    /// DHT bootstraps started because the node had too few connections.
+    pub bootstraps: u64,
 }
 
 /// Starts a node: builds the swarm, listens, dials the bootstrap peers and
@@ -259,7 +285,13 @@ pub async fn start(
     keypair: identity::Keypair,
     config: NetConfig,
 ) -> Result<(NetHandle, mpsc::Receiver<NetEvent>), NetError> {
-    let mut swarm = build_swarm(keypair, &config).await?;
+    let counters = Arc::new(direct::DirectCounters::default());
+    let (stream_behaviour, opener, incoming) = direct::StreamBehaviour::new(
+        DIRECT_PROTOCOL,
+        direct::MAX_INBOUND_STREAMS,
+        counters.clone(),
+    );
+    let mut swarm = build_swarm(keypair, &config, stream_behaviour).await?;
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
@@ -278,6 +310,21 @@ pub async fn start(
     let peer_id = *swarm.local_peer_id();
     let (cmd_tx, cmd_rx) = mpsc::channel(config.command_capacity.max(1));
     let (event_tx, event_rx) = mpsc::channel(config.event_capacity.max(1));
+    let codec = FrameCodec::new(config.max_message_size);
+    let direct = Arc::new(Direct::new(
+        opener,
+        codec.clone(),
+        config.request_timeout,
+        config.idle_timeout,
+        counters.clone(),
+    ));
+    tokio::spawn(direct::serve(
+        incoming,
+        codec,
+        config.idle_timeout,
+        event_tx.clone(),
+        counters,
+    ));
     let event_loop = EventLoop {
         swarm,
         config,
@@ -285,17 +332,19 @@ pub async fn start(
         events: event_tx,
         pending_gets: HashMap::new(),
         pending_puts: HashMap::new(),
-        pending_sends: HashMap::new(),
+        direct: direct.clone(),
         listen_addrs: Vec::new(),
         known_addrs: HashMap::new(),
         connected: HashSet::new(),
         session_peers: HashSet::new(),
         metrics: NetMetrics::default(),
+        refill: Refill::new(MAINTENANCE_INTERVAL, MAX_BOOTSTRAP_BACKOFF, Instant::now()),
     };
     tokio::spawn(event_loop.run());
     Ok((
         NetHandle {
             commands: cmd_tx,
+            direct,
             peer_id,
         },
         event_rx,
@@ -312,6 +361,7 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
 async fn build_swarm(
     keypair: identity::Keypair,
     config: &NetConfig,
+    direct: direct::StreamBehaviour,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let transport = |e: &dyn std::fmt::Display| NetError::Transport {
         detail: e.to_string(),
@@ -346,62 +396,62 @@ async fn build_swarm(
         config.enable_dcutr,
         config.enable_autonat,
     );
-    let max_frame = config.max_message_size;
     let dht_server = config.dht_server;
-    let request_timeout = config.request_timeout;
 
-    let swarm =
-        libp2p::SwarmBuilder::with_existing_identity(keypair)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|e| transport(&e))?
-            .with_dns()
-            .map_err(|e| transport(&e))?
-            .with_websocket(noise::Config::new, yamux::Config::default)
-            .await
-            .map_err(|e| transport(&e))?
-            .with_relay_client(noise::Config::new, yamux::Config::default)
-            .map_err(|e| transport(&e))?
-            .with_behaviour(|key, relay_client| {
-                let peer_id = key.public().to_peer_id();
-                let mut kad_config = kad::Config::new(kad_protocol);
-                kad_config.set_replication_factor(replication);
-                kad_config.set_query_timeout(Duration::from_secs(10));
-                let mut kad =
-                    kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
-                kad.set_mode(dht_server.then_some(kad::Mode::Server));
-                let gossipsub = gossipsub::Behaviour::new(
-                    gossipsub::MessageAuthenticity::Signed(key.clone()),
-                    gossip_config,
-                )?;
-                let direct = request_response::Behaviour::with_codec(
-                    FrameCodec::new(max_frame),
-                    [(DIRECT_PROTOCOL, ProtocolSupport::Full)],
-                    request_response::Config::default().with_request_timeout(request_timeout),
-                );
-                Ok(Behaviour {
-                    kad,
-                    gossipsub,
-                    direct,
-                    identify: identify::Behaviour::new(identify::Config::new(
-                        "/lotus-musig2/1.0.0".into(),
-                        key.public(),
-                    )),
-                    ping: ping::Behaviour::default(),
-                    relay: Toggle::from(relay_on.then_some(relay_client)),
-                    dcutr: Toggle::from(dcutr_on.then(|| dcutr::Behaviour::new(peer_id))),
-                    autonat: Toggle::from(autonat_on.then(|| {
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| transport(&e))?
+        .with_dns()
+        .map_err(|e| transport(&e))?
+        .with_websocket(noise::Config::new, yamux::Config::default)
+        .await
+        .map_err(|e| transport(&e))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| transport(&e))?
+        .with_behaviour(|key, relay_client| {
+            let peer_id = key.public().to_peer_id();
+            let mut kad_config = kad::Config::new(kad_protocol);
+            kad_config.set_replication_factor(replication);
+            kad_config.set_query_timeout(Duration::from_secs(10));
+            let mut kad =
+                kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
+            kad.set_mode(dht_server.then_some(kad::Mode::Server));
+            let gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossip_config,
+            )?;
+            Ok(Behaviour {
+                kad,
+                gossipsub,
+                direct,
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/lotus-musig2/1.0.0".into(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::default(),
+                relay: Toggle::from(relay_on.then_some(relay_client)),
+                dcutr: Toggle::from(dcutr_on.then(|| dcutr::Behaviour::new(peer_id))),
+                autonat: Toggle::from(
+                    autonat_on.then(|| {
                         autonat::v1::Behaviour::new(peer_id, autonat::v1::Config::default())
-                    })),
-                })
+                    }),
+                ),
             })
-            .map_err(|e| transport(&e))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
-            .build();
+        })
+        .map_err(|e| transport(&e))?
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(config.idle_timeout)
+                // Send the protocol name and the first frame together: no
+                // negotiation round trip per stream when one protocol is
+                // proposed (every direct message opens a stream).
+                .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+        })
+        .build();
     Ok(swarm)
 }
 
@@ -412,17 +462,23 @@ struct EventLoop {
     events: mpsc::Sender<NetEvent>,
     pending_gets: HashMap<kad::QueryId, Reply<Vec<u8>>>,
     pending_puts: HashMap<kad::QueryId, Reply<()>>,
-    pending_sends: HashMap<OutboundRequestId, Reply<()>>,
+    direct: Arc<Direct>,
     listen_addrs: Vec<Multiaddr>,
     known_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     connected: HashSet<PeerId>,
     session_peers: HashSet<PeerId>,
     metrics: NetMetrics,
+    refill: Refill,
 }
 
 impl EventLoop {
     async fn run(mut self) {
-        let mut maintenance = tokio::time::interval(Duration::from_secs(5));
+        // The first check waits one interval: Kademlia bootstraps by itself when
+        // the bootstrap peers enter its routing table.
+        let mut maintenance = tokio::time::interval_at(
+            tokio::time::Instant::now() + MAINTENANCE_INTERVAL,
+            MAINTENANCE_INTERVAL,
+        );
         loop {
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
@@ -437,7 +493,18 @@ impl EventLoop {
                 _ = maintenance.tick() => self.maintain(),
             }
         }
-        debug!(metrics = ?self.metrics, "network event loop stopped");
+        debug!(metrics = ?self.snapshot(), "network event loop stopped");
+    }
+
+    /// The event loop's counters with the direct-message layer's.
+    fn snapshot(&self) -> NetMetrics {
+        let counters = &self.direct.counters;
+        NetMetrics {
+            direct_busy: counters.busy.load(Ordering::Relaxed),
+            inbound_failures: counters.inbound_failures.load(Ordering::Relaxed),
+            direct_streams_refused: counters.streams_refused.load(Ordering::Relaxed),
+            ..self.metrics
+        }
     }
 
     /// Queues an event for the application; on overflow the event is dropped
@@ -475,9 +542,10 @@ impl EventLoop {
                 });
                 let _ = reply.send(result);
             }
-            Command::AddAddress(peer, addr) => {
+            Command::AddAddress(peer, addr, reply) => {
                 self.swarm.add_peer_address(peer, addr.clone());
                 self.swarm.behaviour_mut().kad.add_address(&peer, addr);
+                let _ = reply.send(Ok(()));
             }
             Command::PutRecord(key, value, reply) => {
                 let record = kad::Record::new(key, value);
@@ -542,20 +610,11 @@ impl EventLoop {
                     .gossipsub
                     .report_message_validation_result(&id, &source, acceptance);
             }
-            Command::Send(peer, payload, reply) => {
-                if payload.len() > self.config.max_message_size {
-                    let _ = reply.send(Err(NetError::TooLarge {
-                        size: payload.len(),
-                        limit: self.config.max_message_size,
-                    }));
-                    return;
-                }
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .direct
-                    .send_request(&peer, payload);
-                self.pending_sends.insert(id, reply);
+            Command::Disconnect(peer) => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+            Command::Metrics(reply) => {
+                let _ = reply.send(Ok(self.snapshot()));
             }
             Command::ConnectedPeers(reply) => {
                 let _ = reply.send(Ok(self.connected.iter().copied().collect()));
@@ -584,8 +643,15 @@ impl EventLoop {
     }
 
     fn maintain(&mut self) {
-        if self.general_connections() < self.config.min_connections {
-            // Too few peers: look for more (fails harmlessly with no known peers).
+        self.direct.close_idle();
+        // Too few peers: look for more (fails harmlessly with no known peers).
+        // Every connection counts here; only the maximum exempts session peers.
+        if self.refill.due(
+            self.connected.len(),
+            self.config.min_connections,
+            Instant::now(),
+        ) {
+            self.metrics.bootstraps += 1;
             let _ = self.swarm.behaviour_mut().kad.bootstrap();
         }
     }
@@ -641,6 +707,8 @@ impl EventLoop {
                 num_established: 0,
                 ..
             } if self.connected.remove(&peer_id) => {
+                self.refill.on_disconnect(Instant::now());
+                self.direct.forget(&peer_id);
                 self.emit(NetEvent::Peer(PeerEvent::Disconnected(peer_id)));
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
@@ -683,7 +751,6 @@ impl EventLoop {
                         );
                 }
             }
-            BehaviourEvent::Direct(event) => self.on_direct_event(event),
             BehaviourEvent::Relay(relay::client::Event::ReservationReqAccepted {
                 relay_peer_id,
                 ..
@@ -746,61 +813,6 @@ impl EventLoop {
         }
         if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
             query.finish();
-        }
-    }
-
-    fn on_direct_event(&mut self, event: request_response::Event<Vec<u8>, Ack>) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
-                    let ack = if self.emit(NetEvent::Direct {
-                        peer,
-                        payload: request,
-                    }) {
-                        Ack::Accepted
-                    } else {
-                        self.metrics.direct_busy += 1;
-                        Ack::Busy
-                    };
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .direct
-                        .send_response(channel, ack);
-                }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if let Some(reply) = self.pending_sends.remove(&request_id) {
-                        let result = match response {
-                            Ack::Accepted => Ok(()),
-                            Ack::Busy => Err(NetError::PeerBusy),
-                        };
-                        let _ = reply.send(result);
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure {
-                request_id,
-                error,
-                peer,
-                ..
-            } => {
-                if let Some(reply) = self.pending_sends.remove(&request_id) {
-                    let _ = reply.send(Err(NetError::Send {
-                        peer: peer.to_string(),
-                        detail: error.to_string(),
-                    }));
-                }
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                self.metrics.inbound_failures += 1;
-                debug!(%peer, %error, "inbound direct message failed");
-            }
-            request_response::Event::ResponseSent { .. } => {}
         }
     }
 }

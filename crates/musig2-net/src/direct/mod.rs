@@ -1,0 +1,370 @@
+//! Direct messages: request/acknowledgement exchanges on one long-lived
+//! stream per peer and direction.
+//!
+//! A signing session is a full mesh in which every round sends one message to
+//! every co-signer. Opening a new muxer stream per message (libp2p
+//! request-response) costs a stream set-up, a protocol negotiation, a timer
+//! and a close for every few dozen bytes; measured on 10 signers that was most
+//! of the session's time. Here each sender keeps one stream per peer and sends
+//! one [`FrameCodec`] frame per request; the receiver answers each with an
+//! [`Ack`] frame on the same stream before it reads the next. The frames, the
+//! limits and the acknowledgement are the same as before; only the stream is
+//! reused.
+//!
+//! Resources: a sender opens at most one stream per peer (sends to a peer are
+//! serialised on it); a receiver serves at most [`MAX_STREAMS_PER_PEER`]
+//! streams per peer and [`MAX_INBOUND_STREAMS`] in all, and closes a stream
+//! that stays silent for the idle timeout, as the sender does, so an idle
+//! stream does not keep a connection open.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use libp2p::{PeerId, Stream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, timeout};
+use tracing::debug;
+
+use crate::NetError;
+use crate::codec::{Ack, FrameCodec};
+use crate::node::NetEvent;
+
+mod behaviour;
+
+pub(crate) use behaviour::{OpenRequest, StreamBehaviour};
+
+/// Inbound direct-message streams served at once, from all peers (also the
+/// capacity of the queue of new streams).
+pub const MAX_INBOUND_STREAMS: usize = 1024;
+/// Inbound direct-message streams served at once from one peer.
+pub const MAX_STREAMS_PER_PEER: usize = 4;
+
+/// Counters of the direct-message layer.
+#[derive(Debug, Default)]
+pub(crate) struct DirectCounters {
+    pub(crate) busy: AtomicU64,
+    pub(crate) inbound_failures: AtomicU64,
+    pub(crate) streams_refused: AtomicU64,
+}
+
+/// One peer's outbound stream and when it was last used.
+#[derive(Default)]
+struct Outbound {
+    stream: Option<(Stream, Instant)>,
+}
+
+/// The sending side, shared by every [`crate::NetHandle`] clone.
+pub(crate) struct Direct {
+    opener: mpsc::Sender<OpenRequest>,
+    codec: FrameCodec,
+    request_timeout: Duration,
+    idle_timeout: Duration,
+    outbound: Mutex<HashMap<PeerId, Arc<tokio::sync::Mutex<Outbound>>>>,
+    pub(crate) counters: Arc<DirectCounters>,
+}
+
+impl std::fmt::Debug for Direct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Direct")
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Direct {
+    pub(crate) fn new(
+        opener: mpsc::Sender<OpenRequest>,
+        codec: FrameCodec,
+        request_timeout: Duration,
+        idle_timeout: Duration,
+        counters: Arc<DirectCounters>,
+    ) -> Self {
+        Self {
+            opener,
+            codec,
+            request_timeout,
+            idle_timeout,
+            outbound: Mutex::new(HashMap::new()),
+            counters,
+        }
+    }
+
+    /// Sends one message and waits for its acknowledgement. A stream that was
+    /// already open may have died with its connection since it was last used;
+    /// then the message is sent once more on a fresh stream.
+    pub(crate) async fn send(&self, peer: PeerId, payload: &[u8]) -> Result<(), NetError> {
+        if payload.len() > self.codec.max_frame() {
+            return Err(NetError::TooLarge {
+                size: payload.len(),
+                limit: self.codec.max_frame(),
+            });
+        }
+        let slot = lock(&self.outbound).entry(peer).or_default().clone();
+        let mut slot = slot.lock().await;
+        let failed = |detail: String| NetError::Send {
+            peer: peer.to_string(),
+            detail,
+        };
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            let reused = match slot.stream.take() {
+                Some((stream, used)) if used.elapsed() < self.idle_timeout => Some(stream),
+                _ => None,
+            };
+            let fresh = reused.is_none();
+            let mut stream = match reused {
+                Some(stream) => stream,
+                None => match tokio::time::timeout_at(deadline, self.open(peer)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => return Err(failed(e)),
+                    Err(_) => return Err(failed("timed out opening a stream".into())),
+                },
+            };
+            match tokio::time::timeout_at(deadline, self.exchange(&mut stream, payload)).await {
+                Ok(Ok(ack)) => {
+                    slot.stream = Some((stream, Instant::now()));
+                    return match ack {
+                        Ack::Accepted => Ok(()),
+                        Ack::Busy => Err(NetError::PeerBusy),
+                    };
+                }
+                // The old stream was dead: try once on a new one.
+                Ok(Err(_)) if !fresh => continue,
+                Ok(Err(e)) => return Err(failed(e.to_string())),
+                Err(_) => return Err(failed("timed out waiting for the acknowledgement".into())),
+            }
+        }
+    }
+
+    /// A new outbound stream to `peer` (dialling it if not connected).
+    async fn open(&self, peer: PeerId) -> Result<Stream, String> {
+        let (reply, answer) = oneshot::channel();
+        self.opener
+            .send(OpenRequest { peer, reply })
+            .await
+            .map_err(|_| "the network task has stopped".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the connection closed before the stream opened".to_string())?
+    }
+
+    async fn exchange(&self, stream: &mut Stream, payload: &[u8]) -> io::Result<Ack> {
+        self.codec.write_frame(stream, payload).await?;
+        let answer = self.codec.read_frame(stream).await?;
+        postcard::from_bytes(&answer).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    /// Forgets a peer whose last connection closed (its stream died with it).
+    pub(crate) fn forget(&self, peer: &PeerId) {
+        lock(&self.outbound).remove(peer);
+    }
+
+    /// Closes outbound streams that were not used for the idle timeout, so
+    /// that they do not keep their connections open.
+    pub(crate) fn close_idle(&self) {
+        let slots: Vec<_> = lock(&self.outbound).values().cloned().collect();
+        for slot in slots {
+            // A slot in use is not idle.
+            if let Ok(mut slot) = slot.try_lock()
+                && slot
+                    .stream
+                    .as_ref()
+                    .is_some_and(|(_, used)| used.elapsed() >= self.idle_timeout)
+            {
+                slot.stream = None;
+            }
+        }
+    }
+}
+
+/// Serves inbound streams until `incoming` ends (the swarm stopped).
+pub(crate) async fn serve(
+    mut incoming: mpsc::Receiver<(PeerId, Stream)>,
+    codec: FrameCodec,
+    idle_timeout: Duration,
+    events: mpsc::Sender<NetEvent>,
+    counters: Arc<DirectCounters>,
+) {
+    let open = Arc::new(AtomicUsize::new(0));
+    let per_peer: Arc<Mutex<HashMap<PeerId, usize>>> = Arc::default();
+    while let Some((peer, stream)) = incoming.recv().await {
+        let admitted = {
+            let mut per_peer = lock(&per_peer);
+            let mine = per_peer.entry(peer).or_default();
+            if *mine >= MAX_STREAMS_PER_PEER || open.load(Ordering::Acquire) >= MAX_INBOUND_STREAMS
+            {
+                false
+            } else {
+                *mine += 1;
+                open.fetch_add(1, Ordering::AcqRel);
+                true
+            }
+        };
+        if !admitted {
+            counters.streams_refused.fetch_add(1, Ordering::Relaxed);
+            debug!(%peer, "direct stream refused: too many open");
+            continue;
+        }
+        let (codec, events, counters) = (codec.clone(), events.clone(), counters.clone());
+        let (open, per_peer) = (open.clone(), per_peer.clone());
+        tokio::spawn(async move {
+            serve_stream(peer, stream, &codec, idle_timeout, &events, &counters).await;
+            open.fetch_sub(1, Ordering::AcqRel);
+            let mut per_peer = lock(&per_peer);
+            if let Some(n) = per_peer.get_mut(&peer) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    per_peer.remove(&peer);
+                }
+            }
+        });
+    }
+}
+
+/// Reads requests from one stream and acknowledges each, until the stream
+/// ends, fails, or stays idle.
+async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    peer: PeerId,
+    mut stream: S,
+    codec: &FrameCodec,
+    idle_timeout: Duration,
+    events: &mpsc::Sender<NetEvent>,
+    counters: &DirectCounters,
+) {
+    loop {
+        let payload = match timeout(idle_timeout, codec.read_frame(&mut stream)).await {
+            Err(_) => break,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+            Ok(Err(e)) => {
+                counters.inbound_failures.fetch_add(1, Ordering::Relaxed);
+                debug!(%peer, error = %e, "bad direct frame; closing the stream");
+                break;
+            }
+            Ok(Ok(payload)) => payload,
+        };
+        let ack = match events.try_send(NetEvent::Direct { peer, payload }) {
+            Ok(()) => Ack::Accepted,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                counters.busy.fetch_add(1, Ordering::Relaxed);
+                Ack::Busy
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => break,
+        };
+        let Ok(answer) = postcard::to_allocvec(&ack) else {
+            break;
+        };
+        if codec.write_frame(&mut stream, &answer).await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.close().await;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::codec::WIRE_VERSION;
+    use futures::AsyncReadExt;
+    use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
+
+    const IDLE: Duration = Duration::from_secs(60);
+
+    /// A served in-memory stream: the client end, the application's queue
+    /// and the counters.
+    fn served(
+        queue: usize,
+    ) -> (
+        Compat<tokio::io::DuplexStream>,
+        mpsc::Receiver<NetEvent>,
+        Arc<DirectCounters>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (events, app) = mpsc::channel(queue);
+        let counters = Arc::new(DirectCounters::default());
+        let peer = PeerId::random();
+        let codec = FrameCodec::new(1000);
+        let c = counters.clone();
+        let task = tokio::spawn(async move {
+            serve_stream(peer, server.compat(), &codec, IDLE, &events, &c).await;
+        });
+        (client.compat(), app, counters, task)
+    }
+
+    async fn request(client: &mut Compat<tokio::io::DuplexStream>, payload: &[u8]) -> Ack {
+        let codec = FrameCodec::new(1000);
+        codec.write_frame(client, payload).await.unwrap();
+        let answer = codec.read_frame(client).await.unwrap();
+        postcard::from_bytes(&answer).unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_stream_carries_many_requests_in_order() {
+        let (mut client, mut app, _, _) = served(16);
+        for i in 0..10u8 {
+            assert_eq!(request(&mut client, &[i; 3]).await, Ack::Accepted);
+        }
+        for i in 0..10u8 {
+            match app.recv().await.unwrap() {
+                NetEvent::Direct { payload, .. } => assert_eq!(payload, vec![i; 3]),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_application_queue_answers_busy_and_counts_it() {
+        let (mut client, _app, counters, _) = served(1);
+        assert_eq!(request(&mut client, b"first").await, Ack::Accepted);
+        assert_eq!(request(&mut client, b"second").await, Ack::Busy);
+        assert_eq!(counters.busy.load(Ordering::Relaxed), 1);
+        // The stream stays usable.
+        assert_eq!(request(&mut client, b"third").await, Ack::Busy);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_version_closes_the_stream_and_is_counted() {
+        let (mut client, mut app, counters, task) = served(16);
+        let mut frame = 3u32.to_be_bytes().to_vec();
+        frame.extend_from_slice(&[WIRE_VERSION + 1, 1, 2]);
+        client.write_all(&frame).await.unwrap();
+        client.flush().await.unwrap();
+        task.await.unwrap();
+        assert_eq!(counters.inbound_failures.load(Ordering::Relaxed), 1);
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "no acknowledgement for a bad frame");
+        assert!(app.try_recv().is_err(), "nothing reached the application");
+    }
+
+    #[tokio::test]
+    async fn an_oversize_frame_is_refused_before_its_body_arrives() {
+        let (mut client, _app, counters, task) = served(16);
+        // Only the header: the server must give up without waiting for 1 MB.
+        let mut header = 1_000_000u32.to_be_bytes().to_vec();
+        header.push(WIRE_VERSION);
+        client.write_all(&header).await.unwrap();
+        client.flush().await.unwrap();
+        task.await.unwrap();
+        assert_eq!(counters.inbound_failures.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_clean_close_is_not_a_failure() {
+        let (mut client, _app, counters, task) = served(16);
+        assert_eq!(request(&mut client, b"x").await, Ack::Accepted);
+        client.close().await.unwrap();
+        drop(client);
+        task.await.unwrap();
+        assert_eq!(counters.inbound_failures.load(Ordering::Relaxed), 0);
+    }
+}
