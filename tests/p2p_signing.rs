@@ -663,3 +663,34 @@ async fn legacy_sessions_without_commitments_and_a_refusing_policy() {
     );
     cluster.shutdown().await;
 }
+
+/// The creator's choice of nonce commitments is in the signed request and
+/// binds every signer, whatever its own configuration says (signers that
+/// followed their own settings could never finish).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_creators_commitment_setting_binds_every_signer() {
+    for creator_commits in [false, true] {
+        let mut rng = rand::rng();
+        let with = |commitments: bool| CoordinatorConfig {
+            enable_nonce_commitment: commitments,
+            ..config(ElectionMethod::Lexicographic)
+        };
+        // Node 0 announces; the two joiners are configured the other way.
+        let nodes = [creator_commits, !creator_commits, !creator_commits]
+            .into_iter()
+            .map(|c| (musig2_core::Keypair::random(&mut rng), with(c)))
+            .collect();
+        let mut cluster = LocalCluster::start_with_configs(nodes).await.unwrap();
+        let message = [u8::from(creator_commits) + 40; 32];
+        let outcome = cluster
+            .sign(message, SigningMetadata::default(), |_, _| {})
+            .await
+            .unwrap();
+        check_signature(&cluster, message, false, &outcome);
+        for node in &cluster.nodes {
+            let info = node.coordinator.get_session(outcome.session_id).unwrap();
+            assert_eq!(info.nonce_commitments, creator_commits);
+        }
+        cluster.shutdown().await;
+    }
+}

@@ -242,7 +242,10 @@ async fn run(config: NodeConfig) -> Result<Outcome> {
         let step = match &event {
             CoordinatorEvent::SessionReady { session_id, .. } => {
                 emit(json!({"event": "session-ready", "session_id": hex::encode(session_id)}));
-                if coordinator.is_nonce_commitment_enabled() {
+                let commitments = coordinator
+                    .get_session(*session_id)
+                    .is_some_and(|info| info.nonce_commitments);
+                if commitments {
                     coordinator.publish_nonce_commitments(*session_id)
                 } else {
                     coordinator.start_round1(*session_id)

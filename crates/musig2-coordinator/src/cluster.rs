@@ -140,17 +140,25 @@ impl LocalCluster {
         keys: Vec<Keypair>,
         config: CoordinatorConfig,
     ) -> Result<Self, CoordinatorError> {
+        let nodes = keys.into_iter().map(|k| (k, config.clone())).collect();
+        Self::start_with_configs(nodes).await
+    }
+
+    /// [`LocalCluster::start`] with a signing key and a configuration per node.
+    pub async fn start_with_configs(
+        nodes_keys: Vec<(Keypair, CoordinatorConfig)>,
+    ) -> Result<Self, CoordinatorError> {
         let (bootstrap, mut bootstrap_events) =
             musig2_net::start(NodeKeypair::generate_ed25519(), NetConfig::loopback()).await?;
         // Keep the bootstrap node's queue drained: it serves the DHT only.
         tokio::spawn(async move { while bootstrap_events.recv().await.is_some() {} });
         let bootstrap_addrs = wait_for_addrs(&bootstrap).await?;
-        let mut nodes = Vec::with_capacity(keys.len());
-        for keypair in keys {
+        let mut nodes = Vec::with_capacity(nodes_keys.len());
+        for (keypair, config) in nodes_keys {
             let mut net = NetConfig::loopback();
             net.bootstrap_peers = bootstrap_addrs.clone();
             let coordinator =
-                Coordinator::start(NodeKeypair::generate_ed25519(), net, config.clone()).await?;
+                Coordinator::start(NodeKeypair::generate_ed25519(), net, config).await?;
             let events = coordinator.subscribe();
             wait_for_addrs(coordinator.net()).await?;
             nodes.push(ClusterNode {
@@ -312,11 +320,12 @@ impl LocalCluster {
         let session_id = session_id.ok_or(CoordinatorError::UnknownSession)?;
         lap(Step::Announce, &mut timings, &mut clock);
 
-        if self
+        let commitments = self
             .nodes
-            .iter()
-            .any(|n| n.coordinator.is_nonce_commitment_enabled())
-        {
+            .first()
+            .and_then(|n| n.coordinator.get_session(session_id))
+            .is_some_and(|info| info.nonce_commitments);
+        if commitments {
             for node in &self.nodes {
                 node.coordinator.publish_nonce_commitments(session_id)?;
             }

@@ -289,6 +289,8 @@ impl Coordinator {
             creator_addrs,
             metadata,
             election_method: self.inner.config.election_method.to_string(),
+            nonce_commitments: self.inner.config.enable_nonce_commitment,
+            coordinator_election: self.inner.config.enable_coordinator_election,
             created_at: now,
             expires_at: now + self.inner.config.session_timeout.as_millis() as Millis,
             request_nonce,
@@ -426,9 +428,11 @@ impl Coordinator {
         {
             return Err(CoordinatorError::AlreadyJoined);
         }
+        // The creator's choices bind every signer; failover is local (it has
+        // no message).
         let options = SessionOptions {
-            commitments: self.inner.config.enable_nonce_commitment,
-            election: self.inner.config.enable_coordinator_election,
+            commitments: announcement.nonce_commitments,
+            election: announcement.coordinator_election,
             failover: self.inner.config.enable_coordinator_failover,
         };
         let session = Session::new(
@@ -478,7 +482,9 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Whether nonce commitments (Phase 0) are on.
+    /// Whether the requests this node announces ask for nonce commitments
+    /// (Phase 0). A session follows its announcement, whoever created it:
+    /// see [`SessionInfo::nonce_commitments`].
     pub fn is_nonce_commitment_enabled(&self) -> bool {
         self.inner.config.enable_nonce_commitment
     }

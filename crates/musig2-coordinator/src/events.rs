@@ -158,4 +158,7 @@ pub struct SessionInfo {
     pub final_signature: Option<Signature>,
     /// The current coordinator's sorted index.
     pub coordinator_index: Option<usize>,
+    /// Whether the session has Phase 0 nonce commitments (the creator's
+    /// choice, carried in the signed announcement).
+    pub nonce_commitments: bool,
 }

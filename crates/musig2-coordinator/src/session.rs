@@ -235,6 +235,7 @@ impl Session {
             joined: self.joined.iter().filter(|j| **j).count(),
             final_signature: self.final_signature,
             coordinator_index: self.coordinator_index(),
+            nonce_commitments: self.commitments_enabled,
         }
     }
 
@@ -754,6 +755,8 @@ mod tests {
             creator_addrs: vec![],
             metadata: SigningMetadata::default(),
             election_method: "lexicographic".into(),
+            nonce_commitments: true,
+            coordinator_election: true,
             created_at: 0,
             expires_at: 1_000_000,
             request_nonce: [1u8; 32],

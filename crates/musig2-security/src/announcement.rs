@@ -26,12 +26,12 @@ use crate::rule::{Malformation, SignedObject, Violation};
 use crate::time::Millis;
 
 /// The version of [`SessionAnnouncement`] this build speaks.
-pub const SESSION_ANNOUNCEMENT_VERSION: u8 = 1;
+pub const SESSION_ANNOUNCEMENT_VERSION: u8 = 2;
 /// The version of [`SignerAdvertisement`] this build speaks.
 pub const SIGNER_ADVERTISEMENT_VERSION: u8 = 1;
 
 /// Domain tag of a session announcement's signed bytes.
-pub const SESSION_ANNOUNCEMENT_TAG: &[u8] = b"lotus-musig2/session-announcement/v1\0";
+pub const SESSION_ANNOUNCEMENT_TAG: &[u8] = b"lotus-musig2/session-announcement/v2\0";
 /// Domain tag of a signer advertisement's signed bytes.
 pub const SIGNER_ADVERTISEMENT_TAG: &[u8] = b"lotus-musig2/signer-advertisement/v1\0";
 /// Domain tag of a signing request id.
@@ -209,6 +209,12 @@ pub struct SessionAnnouncement {
     /// (`lexicographic`, `hash-based`, `first-signer`, `last-signer`); the
     /// coordinator parses it with `musig2_election::ElectionMethod::from_str`.
     pub election_method: String,
+    /// Phase 0 nonce commitments in this session: the creator decides, every
+    /// signer follows (signers that disagreed could never finish).
+    pub nonce_commitments: bool,
+    /// Coordinator election (and `should-broadcast`) in this session: the
+    /// creator decides, every signer follows.
+    pub coordinator_election: bool,
     /// Creation time (ms since the epoch).
     pub created_at: Millis,
     /// Expiry time (ms since the epoch); after it nobody joins.
@@ -235,6 +241,10 @@ pub struct SessionRequest {
     pub metadata: SigningMetadata,
     /// The election method's lotus-sdk name.
     pub election_method: String,
+    /// Phase 0 nonce commitments in this session.
+    pub nonce_commitments: bool,
+    /// Coordinator election in this session.
+    pub coordinator_election: bool,
     /// Creation time.
     pub created_at: Millis,
     /// Expiry time.
@@ -267,6 +277,8 @@ impl SessionAnnouncement {
             creator_addrs: request.creator_addrs,
             metadata: request.metadata,
             election_method: request.election_method,
+            nonce_commitments: request.nonce_commitments,
+            coordinator_election: request.coordinator_election,
             created_at: request.created_at,
             expires_at: request.expires_at,
             request_nonce: request.request_nonce,
@@ -487,6 +499,8 @@ impl Signed for SessionAnnouncement {
             .strs(&self.creator_addrs);
         self.metadata.encode(&mut w);
         w.str(&self.election_method)
+            .u8(u8::from(self.nonce_commitments))
+            .u8(u8::from(self.coordinator_election))
             .varint(self.created_at)
             .varint(self.expires_at)
             .raw(&self.request_nonce);
@@ -643,6 +657,8 @@ mod tests {
                 purpose: Some("rent".into()),
             },
             election_method: "lexicographic".into(),
+            nonce_commitments: true,
+            coordinator_election: true,
             created_at: 1_764_000_000_000,
             expires_at: 1_764_000_600_000,
             request_nonce: [7; 32],
@@ -682,6 +698,8 @@ mod tests {
         creator_addrs: &'a [String],
         metadata: &'a SigningMetadata,
         election_method: &'a str,
+        nonce_commitments: bool,
+        coordinator_election: bool,
         created_at: u64,
         expires_at: u64,
         request_nonce: [u8; 32],
@@ -711,6 +729,8 @@ mod tests {
             creator_addrs: &a.creator_addrs,
             metadata: &a.metadata,
             election_method: &a.election_method,
+            nonce_commitments: a.nonce_commitments,
+            coordinator_election: a.coordinator_election,
             created_at: a.created_at,
             expires_at: a.expires_at,
             request_nonce: a.request_nonce,
@@ -837,16 +857,28 @@ mod tests {
     }
 
     #[test]
+    fn the_session_options_are_signed() {
+        let (a, _) = sample_announcement();
+        assert!(a.verify_signature().is_ok());
+        let mut t = a.clone();
+        t.nonce_commitments = !t.nonce_commitments;
+        assert!(t.verify_signature().is_err());
+        let mut t = a.clone();
+        t.coordinator_election = !t.coordinator_election;
+        assert!(t.verify_signature().is_err());
+    }
+
+    #[test]
     fn structural_checks() {
         let (a, creator) = sample_announcement();
         let mut t = a.clone();
-        t.version = 2;
+        t.version = 1;
         assert_eq!(
             t.validate(),
             Err(Violation::UnsupportedVersion {
                 what: "session announcement",
-                got: 2,
-                supported: 1
+                got: 1,
+                supported: 2
             })
         );
         let mut t = a.clone();
@@ -880,6 +912,8 @@ mod tests {
             creator_addrs: vec![],
             metadata: SigningMetadata::default(),
             election_method: "lexicographic".into(),
+            nonce_commitments: true,
+            coordinator_election: true,
             created_at: 1,
             expires_at: 2,
             request_nonce: [0; 32],

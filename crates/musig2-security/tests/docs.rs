@@ -42,6 +42,8 @@ fn example_announcement() -> Result<SessionAnnouncement> {
                 purpose: Some("rent".into()),
             },
             election_method: "lexicographic".into(),
+            nonce_commitments: true,
+            coordinator_election: true,
             created_at: 1_764_000_000_000,
             expires_at: 1_764_000_600_000,
             request_nonce: [0x07; 32],

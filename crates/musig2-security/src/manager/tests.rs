@@ -4,7 +4,9 @@
 use musig2_core::{Keypair, SecretKey, Signature};
 
 use super::*;
-use crate::announcement::{SessionRequest, Signed, SigningMetadata, TransactionType};
+use crate::announcement::{
+    SESSION_ANNOUNCEMENT_VERSION, SessionRequest, Signed, SigningMetadata, TransactionType,
+};
 use crate::phase::{MessageKind, SenderRole, SessionPhase};
 use crate::reputation::BlacklistReason;
 use crate::rule::Rule;
@@ -48,6 +50,8 @@ fn announcement(
             creator_addrs: vec![],
             metadata: SigningMetadata::default(),
             election_method: "lexicographic".into(),
+            nonce_commitments: true,
+            coordinator_election: true,
             created_at,
             expires_at: created_at + HOUR,
             request_nonce: [nonce; 32],
@@ -540,7 +544,7 @@ fn announcement_rules() {
         Err(Violation::Malformed(crate::Malformation::UnsortedSigners))
     );
     let mut future = good.clone();
-    future.version = 2;
+    future.version = SESSION_ANNOUNCEMENT_VERSION + 1;
     assert_eq!(
         rule_of(m.check_session_announcement(&peer("p"), Delivery::Gossip, 900, &future, T0)),
         Rule::UnsupportedVersion
