@@ -186,13 +186,15 @@ impl Direct {
 }
 
 /// Serves inbound streams until `incoming` ends (the swarm stopped).
-pub(crate) async fn serve(
-    mut incoming: mpsc::Receiver<(PeerId, Stream)>,
+pub(crate) async fn serve<S>(
+    mut incoming: mpsc::Receiver<(PeerId, S)>,
     codec: FrameCodec,
     idle_timeout: Duration,
     events: mpsc::Sender<NetEvent>,
     counters: Arc<DirectCounters>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let open = Arc::new(AtomicUsize::new(0));
     let per_peer: Arc<Mutex<HashMap<PeerId, usize>>> = Arc::default();
     while let Some((peer, stream)) = incoming.recv().await {
@@ -356,6 +358,49 @@ mod tests {
         client.flush().await.unwrap();
         task.await.unwrap();
         assert_eq!(counters.inbound_failures.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn streams_beyond_the_per_peer_limit_are_refused_and_counted() {
+        let (incoming, streams) = mpsc::channel(16);
+        let (events, _app) = mpsc::channel(64);
+        let counters = Arc::new(DirectCounters::default());
+        tokio::spawn(serve(
+            streams,
+            FrameCodec::new(1000),
+            IDLE,
+            events,
+            counters.clone(),
+        ));
+        let open = |peer: PeerId| {
+            let incoming = incoming.clone();
+            async move {
+                let (client, server) = tokio::io::duplex(1 << 16);
+                incoming.send((peer, server.compat())).await.unwrap();
+                client.compat()
+            }
+        };
+        let peer = PeerId::random();
+        let mut clients = Vec::new();
+        for _ in 0..MAX_STREAMS_PER_PEER {
+            clients.push(open(peer).await);
+        }
+        // One more from the same peer is closed unread, and counted.
+        let mut refused = open(peer).await;
+        let mut rest = Vec::new();
+        timeout(Duration::from_secs(10), refused.read_to_end(&mut rest))
+            .await
+            .expect("the fifth stream was not closed")
+            .unwrap();
+        assert!(rest.is_empty());
+        assert_eq!(counters.streams_refused.load(Ordering::Relaxed), 1);
+        // The admitted streams work, and another peer is not affected.
+        for client in &mut clients {
+            assert_eq!(request(client, b"hi").await, Ack::Accepted);
+        }
+        let mut other = open(PeerId::random()).await;
+        assert_eq!(request(&mut other, b"hi").await, Ack::Accepted);
+        assert_eq!(counters.streams_refused.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]
