@@ -63,6 +63,16 @@ pub struct SecurityConfig {
     /// Capacity of the event queue; when full, the oldest event is dropped
     /// and counted (ours: 1 024).
     pub max_pending_events: usize,
+    /// Most signers one signing request may name (ours: 100). Key
+    /// aggregation and every round cost O(n) per signer; the reference has
+    /// no limit, and about 290 keys fit in a gossip message.
+    pub max_signers_per_request: usize,
+    /// Signing requests accepted live (gossip, direct) per author key and
+    /// per delivering peer, a minute on average (ours: 30).
+    pub max_requests_per_minute: u32,
+    /// Burst of signing requests above that rate (ours: 20: one request per
+    /// input of a 20-input transaction at once).
+    pub request_burst: u32,
 }
 
 impl Default for SecurityConfig {
@@ -86,6 +96,9 @@ impl Default for SecurityConfig {
             max_blacklist_size: 10_000,
             peer_state_ttl_ms: 86_400_000,
             max_pending_events: 1_024,
+            max_signers_per_request: 100,
+            max_requests_per_minute: 30,
+            request_burst: 20,
         }
     }
 }

@@ -9,9 +9,9 @@ use crate::ids::{PeerId, SessionId};
 use crate::limits::SecurityConfig;
 use crate::metrics::{Counters, MetricsSnapshot};
 use crate::phase::Admission;
-use crate::rate_limit::{AdvertisementRateLimiter, Freshness, KeyQuota};
+use crate::rate_limit::{AdvertisementRateLimiter, Freshness, KeyQuota, RequestRateLimiter};
 use crate::reputation::{BlacklistEntry, PeerScore, Reputation};
-use crate::rule::{Rejection, SignedObject, Violation};
+use crate::rule::{Malformation, Rejection, SignedObject, Violation};
 use crate::sessions::{DirectMessage, SessionError, SessionInfo, SessionRegistry, StaleSessions};
 use crate::time::Millis;
 
@@ -36,6 +36,7 @@ pub struct SecurityManager {
     reputation: Reputation,
     advertisements: AdvertisementRateLimiter,
     keys: KeyQuota,
+    requests: RequestRateLimiter,
     sessions: SessionRegistry,
     counters: Counters,
 }
@@ -56,6 +57,11 @@ impl SecurityManager {
                 config.max_tracked_peers,
             ),
             keys: KeyQuota::new(config.max_keys_per_peer, config.max_tracked_peers),
+            requests: RequestRateLimiter::new(
+                config.max_requests_per_minute,
+                config.request_burst,
+                config.max_tracked_peers,
+            ),
             sessions: SessionRegistry::new(&config),
             counters: Counters::default(),
             config,
@@ -156,15 +162,19 @@ impl SecurityManager {
     }
 
     /// Judges a session announcement (signing request) received from `peer`
-    /// (its author or DHT publisher, see [`Delivery`]) as `size` bytes.
+    /// (its author, see [`Delivery`]) as `size` bytes.
     ///
     /// In order: blacklist / graylist; size; version and fields (keys sorted
-    /// and distinct, creator among them, request id, expiry after creation);
-    /// `created_at` within the skew; not expired; `peer` is
-    /// `creator_peer_id`; the creator's signature; the peer's key quota (the
-    /// creator key counts until `expires_at`). Signing requests are not rate
-    /// limited (a multi-input transaction announces several at once); the
-    /// concurrent-session limit bounds what they can cost.
+    /// and distinct, creator among them, at most `max_signers_per_request`,
+    /// request id, expiry after creation); `created_at` within the skew; not
+    /// expired; `peer` is `creator_peer_id`; the creator's signature; then,
+    /// for live deliveries, the request rate per author key and per peer
+    /// (after the signature, so that forged requests cannot use up an honest
+    /// author's budget); the peer's key quota (the creator key counts until
+    /// `expires_at`).
+    ///
+    /// A DHT record is not its author speaking: judge it with
+    /// [`verify_dht_announcement`](Self::verify_dht_announcement) instead.
     pub fn check_session_announcement(
         &mut self,
         peer: &PeerId,
@@ -174,17 +184,17 @@ impl SecurityManager {
         now: Millis,
     ) -> Result<(), Rejection> {
         self.check_size(peer, delivery, size, now)?;
-        let skew = self.config.max_timestamp_skew_ms;
-        let checked = announcement
-            .validate()
-            .and_then(|()| {
-                content::check_timestamp(announcement.created_at, now, skew, delivery.is_live())
-            })
-            .and_then(|()| content::check_not_expired(announcement.expires_at, now))
+        let checked = self
+            .announcement_content(announcement, delivery, now)
             .and_then(|()| check_announcer(peer, &announcement.creator_peer_id))
-            .and_then(|()| announcement.verify_signature())
-            .and_then(|()| self.keys.check(peer, &announcement.creator_pubkey, now));
+            .and_then(|()| announcement.verify_signature());
         self.guard(peer, now, checked)?;
+        if delivery.is_live() {
+            let rate = self.requests.take(peer, &announcement.creator_pubkey, now);
+            self.guard(peer, now, rate)?;
+        }
+        let quota = self.keys.check(peer, &announcement.creator_pubkey, now);
+        self.guard(peer, now, quota)?;
 
         self.keys.record(
             peer,
@@ -194,6 +204,77 @@ impl SecurityManager {
         );
         self.counters.accepted_announcements += 1;
         Ok(())
+    }
+
+    fn announcement_content(
+        &self,
+        announcement: &SessionAnnouncement,
+        delivery: Delivery,
+        now: Millis,
+    ) -> Result<(), Violation> {
+        let skew = self.config.max_timestamp_skew_ms;
+        let max = self.config.max_signers_per_request;
+        let count = announcement.required_pubkeys.len();
+        announcement
+            .validate()
+            .and_then(|()| {
+                if count > max {
+                    Err(Violation::Malformed(Malformation::TooManySigners {
+                        count,
+                        max,
+                    }))
+                } else {
+                    Ok(())
+                }
+            })
+            .and_then(|()| {
+                content::check_timestamp(announcement.created_at, now, skew, delivery.is_live())
+            })
+            .and_then(|()| content::check_not_expired(announcement.expires_at, now))
+    }
+
+    /// Judges a session announcement read from the DHT, which any peer can
+    /// write under any key: the record says nothing about who wrote it, so a
+    /// bad one is counted but **penalises nobody** (never the peer it names),
+    /// uses no key quota and no rate budget. Checks: size, fields, not
+    /// expired, not created in the future, the creator's signature.
+    pub fn verify_dht_announcement(
+        &mut self,
+        size: usize,
+        announcement: &SessionAnnouncement,
+        now: Millis,
+    ) -> Result<(), Violation> {
+        let checked = content::check_size(Delivery::Dht, size, &self.config)
+            .and_then(|()| self.announcement_content(announcement, Delivery::Dht, now))
+            .and_then(|()| announcement.verify_signature());
+        self.count_unattributed(checked)
+    }
+
+    /// Judges a signer advertisement read from the DHT, like
+    /// [`verify_dht_announcement`](Self::verify_dht_announcement): counted,
+    /// never blamed on anyone, no quota. Checks: size, fields, not expired,
+    /// not created in the future, the signature under the advertised key.
+    pub fn verify_dht_advertisement(
+        &mut self,
+        size: usize,
+        ad: &SignerAdvertisement,
+        now: Millis,
+    ) -> Result<(), Violation> {
+        let skew = self.config.max_timestamp_skew_ms;
+        let checked = content::check_size(Delivery::Dht, size, &self.config)
+            .and_then(|()| ad.validate())
+            .and_then(|()| content::check_timestamp(ad.created_at, now, skew, false))
+            .and_then(|()| content::check_not_expired(ad.expires_at, now))
+            .and_then(|()| ad.verify_signature());
+        self.count_unattributed(checked)
+    }
+
+    fn count_unattributed(&mut self, checked: Result<(), Violation>) -> Result<(), Violation> {
+        if let Err(violation) = &checked {
+            self.counters.reject(violation.rule());
+            tracing::debug!(rule = %violation.rule(), detail = %violation, "DHT record rejected (nobody blamed)");
+        }
+        checked
     }
 
     /// Judges a direct session message from `peer`.
@@ -412,8 +493,14 @@ impl SecurityManager {
         self.reputation.prune(now, ttl);
         self.advertisements.prune(now.saturating_sub(ttl));
         self.keys.prune(now);
+        // An untouched bucket refills completely within burst / rate minutes.
+        self.requests
+            .prune(now.saturating_sub(REQUEST_BUCKET_IDLE_MS));
     }
 }
+
+/// Request buckets untouched this long are full again and can be forgotten.
+const REQUEST_BUCKET_IDLE_MS: Millis = 10 * 60 * 1000;
 
 fn check_announcer(peer: &PeerId, claimed: &str) -> Result<(), Violation> {
     if peer.as_str() == claimed {

@@ -1,6 +1,7 @@
-//! A per-peer map with a size bound and least-recently-seen eviction.
+//! A per-peer (or per-key) map with a size bound and least-recently-seen eviction.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 
 use crate::ids::PeerId;
 use crate::time::Millis;
@@ -11,16 +12,19 @@ struct Slot<V> {
     touched: Millis,
 }
 
-/// At most `cap` peers; inserting one more forgets the peer touched longest
+/// At most `cap` keys; inserting one more forgets the key touched longest
 /// ago. Eviction scans the map (O(n)), which only happens when it is full.
 #[derive(Debug, Clone)]
-pub(crate) struct BoundedPeerMap<V> {
-    map: HashMap<PeerId, Slot<V>>,
+pub(crate) struct BoundedMap<K, V> {
+    map: HashMap<K, Slot<V>>,
     cap: usize,
     evictions: u64,
 }
 
-impl<V> BoundedPeerMap<V> {
+/// A [`BoundedMap`] keyed by peer.
+pub(crate) type BoundedPeerMap<V> = BoundedMap<PeerId, V>;
+
+impl<K: Eq + Hash + Clone, V> BoundedMap<K, V> {
     pub(crate) fn new(cap: usize) -> Self {
         Self {
             map: HashMap::new(),
@@ -29,11 +33,11 @@ impl<V> BoundedPeerMap<V> {
         }
     }
 
-    pub(crate) fn get(&self, peer: &PeerId) -> Option<&V> {
+    pub(crate) fn get(&self, peer: &K) -> Option<&V> {
         self.map.get(peer).map(|slot| &slot.value)
     }
 
-    pub(crate) fn get_mut(&mut self, peer: &PeerId, now: Millis) -> Option<&mut V> {
+    pub(crate) fn get_mut(&mut self, peer: &K, now: Millis) -> Option<&mut V> {
         self.map.get_mut(peer).map(|slot| {
             slot.touched = slot.touched.max(now);
             &mut slot.value
@@ -41,7 +45,7 @@ impl<V> BoundedPeerMap<V> {
     }
 
     /// The peer's value, created with `make` if absent (evicting if full).
-    pub(crate) fn entry(&mut self, peer: &PeerId, now: Millis, make: impl FnOnce() -> V) -> &mut V {
+    pub(crate) fn entry(&mut self, peer: &K, now: Millis, make: impl FnOnce() -> V) -> &mut V {
         if !self.map.contains_key(peer) && self.map.len() >= self.cap {
             self.evict_one();
         }
@@ -65,17 +69,17 @@ impl<V> BoundedPeerMap<V> {
         }
     }
 
-    pub(crate) fn remove(&mut self, peer: &PeerId) -> Option<V> {
+    pub(crate) fn remove(&mut self, peer: &K) -> Option<V> {
         self.map.remove(peer).map(|slot| slot.value)
     }
 
     /// Keeps the entries for which `keep(peer, value, touched)` holds.
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&PeerId, &mut V, Millis) -> bool) {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K, &mut V, Millis) -> bool) {
         self.map
             .retain(|peer, slot| keep(peer, &mut slot.value, slot.touched));
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&PeerId, &V)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.map.iter().map(|(peer, slot)| (peer, &slot.value))
     }
 

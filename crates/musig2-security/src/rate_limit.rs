@@ -1,12 +1,13 @@
 //! Rate limits and quotas: one signer advertisement per interval per peer,
-//! and a bound on the keys one peer may claim.
+//! a bound on the keys one peer may claim, and token buckets for signing
+//! requests per author key and per delivering peer.
 
 use std::collections::BTreeMap;
 
 use musig2_core::{PublicKey, Signature};
 
 use crate::ids::PeerId;
-use crate::peer_map::BoundedPeerMap;
+use crate::peer_map::{BoundedMap, BoundedPeerMap};
 use crate::rule::Violation;
 use crate::time::Millis;
 
@@ -309,5 +310,160 @@ mod tests {
             KeyQuota::new(0, 1).check(&peer, &key(1), now),
             Err(Violation::TooManyKeys { max: 0 })
         );
+    }
+}
+
+/// A token bucket: `per_minute` tokens a minute, holding at most `burst`.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    /// Tokens, in thousandths (so refills below one token a tick add up).
+    milli_tokens: u64,
+    refilled_at: Millis,
+}
+
+impl Bucket {
+    fn full(burst: u32, now: Millis) -> Self {
+        Self {
+            milli_tokens: u64::from(burst) * 1000,
+            refilled_at: now,
+        }
+    }
+
+    /// Refills for the time since the last call, then takes one token if any.
+    fn take(&mut self, per_minute: u32, burst: u32, now: Millis) -> bool {
+        let elapsed = now.saturating_sub(self.refilled_at);
+        // per_minute tokens per 60 000 ms = per_minute / 60 milli-tokens per ms.
+        let refill = elapsed.saturating_mul(u64::from(per_minute)) / 60;
+        self.milli_tokens = self
+            .milli_tokens
+            .saturating_add(refill)
+            .min(u64::from(burst) * 1000);
+        self.refilled_at = self.refilled_at.max(now);
+        if self.milli_tokens >= 1000 {
+            self.milli_tokens -= 1000;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Signing requests (session announcements) delivered live, limited per
+/// author key and per delivering peer with token buckets: `per_minute` a
+/// minute on average, bursts of up to `burst` (a multi-input transaction
+/// announces one request per input at once).
+///
+/// Both buckets must have a token; a request refused by one takes none from
+/// the other. Each map tracks at most `max_tracked` authors / peers (least
+/// recently seen forgotten first, which can only make a limit more lenient).
+#[derive(Debug, Clone)]
+pub struct RequestRateLimiter {
+    per_minute: u32,
+    burst: u32,
+    by_key: BoundedMap<PublicKey, Bucket>,
+    by_peer: BoundedPeerMap<Bucket>,
+}
+
+impl RequestRateLimiter {
+    /// A limiter of `per_minute` requests a minute (bursts of `burst`).
+    pub fn new(per_minute: u32, burst: u32, max_tracked: usize) -> Self {
+        Self {
+            per_minute,
+            burst: burst.max(1),
+            by_key: BoundedMap::new(max_tracked),
+            by_peer: BoundedPeerMap::new(max_tracked),
+        }
+    }
+
+    /// Takes one token from `author`'s and from `peer`'s bucket, or neither.
+    pub fn take(
+        &mut self,
+        peer: &PeerId,
+        author: &PublicKey,
+        now: Millis,
+    ) -> Result<(), Violation> {
+        let (per_minute, burst) = (self.per_minute, self.burst);
+        let limited = |what| Violation::RequestRateLimited {
+            limited: what,
+            per_minute,
+        };
+        // Work on copies and store both only when both have a token.
+        let mut by_key = *self.by_key.entry(author, now, || Bucket::full(burst, now));
+        let mut by_peer = *self.by_peer.entry(peer, now, || Bucket::full(burst, now));
+        if !by_key.take(per_minute, burst, now) {
+            return Err(limited("author key"));
+        }
+        if !by_peer.take(per_minute, burst, now) {
+            return Err(limited("peer"));
+        }
+        *self.by_key.entry(author, now, || by_key) = by_key;
+        *self.by_peer.entry(peer, now, || by_peer) = by_peer;
+        Ok(())
+    }
+
+    /// Forgets buckets not touched since `before` (they would be full again).
+    pub fn prune(&mut self, before: Millis) {
+        self.by_key.retain(|_, _, touched| touched >= before);
+        self.by_peer.retain(|_, _, touched| touched >= before);
+    }
+}
+
+#[cfg(test)]
+mod request_tests {
+    use super::*;
+
+    fn key(byte: u8) -> PublicKey {
+        let mut sk = [0u8; 32];
+        sk[31] = byte;
+        musig2_core::SecretKey::from_bytes(&sk)
+            .map(|k| k.public_key())
+            .unwrap_or_else(|_| unreachable!())
+    }
+
+    #[test]
+    fn a_burst_then_the_average_rate() {
+        let mut limiter = RequestRateLimiter::new(60, 5, 100);
+        let (peer, author) = (PeerId::from("p"), key(1));
+        for _ in 0..5 {
+            assert_eq!(limiter.take(&peer, &author, 0), Ok(()));
+        }
+        assert!(matches!(
+            limiter.take(&peer, &author, 0),
+            Err(Violation::RequestRateLimited {
+                limited: "author key",
+                per_minute: 60
+            })
+        ));
+        // One a second comes back.
+        assert_eq!(limiter.take(&peer, &author, 1000), Ok(()));
+        assert!(limiter.take(&peer, &author, 1500).is_err());
+    }
+
+    #[test]
+    fn one_peer_cannot_hide_behind_many_keys_nor_one_key_behind_many_peers() {
+        let mut limiter = RequestRateLimiter::new(60, 3, 100);
+        let peer = PeerId::from("p");
+        for i in 1..=3 {
+            assert_eq!(limiter.take(&peer, &key(i), 0), Ok(()));
+        }
+        assert!(matches!(
+            limiter.take(&peer, &key(9), 0),
+            Err(Violation::RequestRateLimited {
+                limited: "peer",
+                ..
+            })
+        ));
+        let author = key(20);
+        for i in 0..3 {
+            assert_eq!(
+                limiter.take(&PeerId::from(format!("q{i}").as_str()), &author, 0),
+                Ok(())
+            );
+        }
+        assert!(limiter.take(&PeerId::from("q9"), &author, 0).is_err());
+        // A refusal by one bucket took nothing from the other: q9 is still full.
+        for _ in 0..3 {
+            assert_eq!(limiter.take(&PeerId::from("q9"), &key(30), 0), Ok(()));
+        }
     }
 }

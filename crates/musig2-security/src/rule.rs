@@ -199,6 +199,8 @@ pub enum SignedObject {
     NonceCommitment,
     /// A MuSig2 partial signature.
     PartialSignature,
+    /// A signer's session join.
+    SessionJoin,
     /// Any other signature.
     Other,
 }
@@ -210,6 +212,7 @@ impl fmt::Display for SignedObject {
             Self::SignerAdvertisement => "signer advertisement",
             Self::NonceCommitment => "nonce commitment",
             Self::PartialSignature => "partial signature",
+            Self::SessionJoin => "session join",
             Self::Other => "signature",
         })
     }
@@ -245,6 +248,14 @@ pub enum Malformation {
     /// A signer advertisement with no transaction types.
     #[error("no transaction types")]
     NoTransactionTypes,
+    /// A signing request with more signers than `max_signers_per_request`.
+    #[error("{count} signers, more than the limit of {max}")]
+    TooManySigners {
+        /// The request's signer count.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// The typed reason a message was rejected (without the peer; see [`Rejection`]).
@@ -343,6 +354,15 @@ pub enum Violation {
         previous: Millis,
         /// The limit.
         min_interval_ms: Millis,
+    },
+    /// Signing requests faster than `per_minute` (after the burst) from one
+    /// author key or through one peer.
+    #[error("signing requests limited per {limited}: at most {per_minute} a minute")]
+    RequestRateLimited {
+        /// `"author key"` or `"peer"`.
+        limited: &'static str,
+        /// The limit.
+        per_minute: u32,
     },
     /// A peer claims a key beyond its quota.
     #[error("peer already claims {max} keys")]
@@ -456,7 +476,7 @@ impl Violation {
             Self::UnsupportedVersion { .. } => Rule::UnsupportedVersion,
             Self::InvalidSignature { .. } => Rule::InvalidSignature,
             Self::PeerMismatch { .. } => Rule::PeerMismatch,
-            Self::RateLimited { .. } => Rule::RateLimit,
+            Self::RateLimited { .. } | Self::RequestRateLimited { .. } => Rule::RateLimit,
             Self::TooManyKeys { .. } => Rule::KeyQuota,
             Self::Superseded { .. } => Rule::Superseded,
             Self::UnknownSession { .. } => Rule::UnknownSession,

@@ -751,3 +751,107 @@ fn metrics_count_every_rule_and_serialize() {
     assert_eq!(json["rejections"]["message_size"], 1);
     assert_eq!(json["rejections"]["replay"], 0);
 }
+
+#[test]
+fn a_bad_dht_record_penalises_nobody_and_uses_no_quota() {
+    let mut m = SecurityManager::default();
+    let honest = keypair(1);
+    let mut forged = ad(&honest, "honest-peer", T0);
+    forged.signature = Signature::from_bytes(&[1; 64]);
+    for _ in 0..100 {
+        let r = m.verify_dht_advertisement(100, &forged, T0);
+        assert_eq!(r.map_err(|v| v.rule()), Err(Rule::InvalidSignature));
+    }
+    // Counted, but the peer the record names is untouched and still allowed.
+    assert_eq!(m.metrics(T0).invalid_signatures, 100);
+    assert!(m.peer_score(&peer("honest-peer")).is_clean());
+    assert!(m.is_allowed(&peer("honest-peer"), T0));
+    // Valid records are accepted without charging anyone's key quota.
+    for i in 0..20 {
+        let kp = keypair(100 + i);
+        assert_eq!(
+            m.verify_dht_advertisement(100, &ad(&kp, "honest-peer", T0), T0),
+            Ok(())
+        );
+    }
+    assert!(m.peer_keys(&peer("honest-peer"), T0).is_empty());
+    let a = announcement(&honest, "honest-peer", T0, 1);
+    assert_eq!(m.verify_dht_announcement(100, &a, T0), Ok(()));
+    let mut bad = a.clone();
+    bad.message = [8; 32];
+    assert!(m.verify_dht_announcement(100, &bad, T0).is_err());
+    assert!(m.peer_score(&peer("honest-peer")).is_clean());
+}
+
+#[test]
+fn signing_requests_are_rate_limited_per_author_after_their_signature() {
+    let config = SecurityConfig {
+        max_requests_per_minute: 6,
+        request_burst: 3,
+        ..SecurityConfig::default()
+    };
+    let mut m = SecurityManager::new(config);
+    let author = keypair(7);
+    // Forged copies (bad signature) claiming the author cost its budget nothing.
+    for n in 0..10 {
+        let mut forged = announcement(&author, "attacker", T0, 100 + n);
+        forged.signature = Signature::from_bytes(&[1; 64]);
+        assert_eq!(
+            rule_of(m.check_session_announcement(
+                &peer("attacker"),
+                Delivery::Gossip,
+                100,
+                &forged,
+                T0
+            )),
+            Rule::InvalidSignature
+        );
+    }
+    for n in 0..3 {
+        let a = announcement(&author, "author-peer", T0, n);
+        assert_eq!(
+            m.check_session_announcement(&peer("author-peer"), Delivery::Gossip, 100, &a, T0),
+            Ok(())
+        );
+    }
+    let fourth = announcement(&author, "author-peer", T0, 3);
+    assert_eq!(
+        rule_of(m.check_session_announcement(
+            &peer("author-peer"),
+            Delivery::Direct,
+            100,
+            &fourth,
+            T0
+        )),
+        Rule::RateLimit
+    );
+    // Ten seconds later one token is back (6 a minute).
+    assert_eq!(
+        m.check_session_announcement(
+            &peer("author-peer"),
+            Delivery::Direct,
+            100,
+            &fourth,
+            T0 + 10_000
+        ),
+        Ok(())
+    );
+}
+
+#[test]
+fn requests_naming_too_many_signers_are_malformed() {
+    let config = SecurityConfig {
+        max_signers_per_request: 1,
+        ..SecurityConfig::default()
+    };
+    let mut m = SecurityManager::new(config);
+    let a = announcement(&keypair(3), "p", T0, 0);
+    assert_eq!(
+        rule_of(m.check_session_announcement(&peer("p"), Delivery::Gossip, 100, &a, T0)),
+        Rule::Malformed
+    );
+    assert_eq!(
+        m.verify_dht_announcement(100, &a, T0).map_err(|v| v.rule()),
+        Err(Rule::Malformed)
+    );
+}
