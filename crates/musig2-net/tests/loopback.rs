@@ -192,7 +192,7 @@ async fn gossip_validation_decides_what_is_forwarded() {
                 {
                     let verdict = if data.starts_with(b"bad") {
                         rejected.lock().unwrap().push(data);
-                        Verdict::Accept
+                        Verdict::Reject
                     } else {
                         Verdict::Accept
                     };
