@@ -255,9 +255,11 @@ impl NetHandle {
     }
 
     /// Blocks a peer: closes every connection to it now, refuses its future
-    /// connections (both ways), and drops the direct messages it has waiting
-    /// for the application (counted in [`NetMetrics::direct_dropped_blocked`]).
-    /// Lasts until [`NetHandle::unblock_peer`]; not persisted.
+    /// connections (both ways), drops the direct messages it has waiting
+    /// for the application (counted in [`NetMetrics::direct_dropped_blocked`]),
+    /// removes it from the DHT routing table and drops gossip it authored,
+    /// even when relayed by others. Lasts until [`NetHandle::unblock_peer`];
+    /// not persisted (the application re-applies its blacklist on start).
     pub async fn block_peer(&self, peer: PeerId) -> Result<(), NetError> {
         self.direct.block(peer);
         self.call(|r| Command::Block(peer, r)).await
@@ -760,10 +762,14 @@ impl EventLoop {
                 // Closes its connections and denies new ones.
                 behaviour.blocked.block_peer(peer);
                 behaviour.kad.remove_peer(&peer);
+                // Gossip it authored is dropped even when others relay it.
+                behaviour.gossipsub.blacklist_peer(&peer);
                 let _ = reply.send(Ok(()));
             }
             Command::Unblock(peer, reply) => {
-                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                let behaviour = self.swarm.behaviour_mut();
+                behaviour.blocked.unblock_peer(peer);
+                behaviour.gossipsub.remove_blacklisted_peer(&peer);
                 let _ = reply.send(Ok(()));
             }
             Command::Blocked(reply) => {
