@@ -942,17 +942,18 @@ impl EventLoop {
                 } else {
                     conns.inbound += 1;
                 }
-                let closing = conns.closing;
-                if first && self.enforce_limit(peer_id) {
-                    if let Some(conns) = self.connected.get_mut(&peer_id) {
-                        conns.announced = true;
-                    }
+                // A new peer, or a new connection from a peer the limit is
+                // closing (it raced the close): judged now. Without the
+                // second case, a reconnect would hold a slot nobody counts.
+                let judge = first || conns.closing;
+                conns.closing = false;
+                if judge
+                    && self.enforce_limit(peer_id)
+                    && let Some(conns) = self.connected.get_mut(&peer_id)
+                    && !conns.announced
+                {
+                    conns.announced = true;
                     self.emit(NetEvent::Peer(PeerEvent::Connected(peer_id)));
-                } else if closing {
-                    // A new connection from a peer the limit is closing (it
-                    // raced the close): it goes too, or it would hold a slot
-                    // nobody counts.
-                    let _ = self.swarm.disconnect_peer_id(peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed {
