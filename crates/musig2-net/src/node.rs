@@ -1013,13 +1013,14 @@ impl EventLoop {
                 let mut addrs = info.listen_addrs;
                 addrs.truncate(self.config.max_addrs_per_peer.max(1));
                 let kad = &mut self.swarm.behaviour_mut().kad;
+                // Kademlia keeps every address it is given: replace the
+                // peer's list rather than add to it, so repeated identify
+                // pushes cannot grow it past `max_addrs_per_peer`.
+                kad.remove_peer(&peer_id);
                 if info.protocols.contains(&self.kad_protocol) {
                     for addr in &addrs {
                         kad.add_address(&peer_id, addr.clone());
                     }
-                } else {
-                    // Not a DHT server (any more): no place in the routing table.
-                    kad.remove_peer(&peer_id);
                 }
                 self.learn_addrs(peer_id, addrs);
             }
