@@ -1,22 +1,26 @@
 //! Chronik answers (protobuf, `musig2_identity::chronik`), decoded as the
 //! client decodes them: `GET /blockchain-info` (`decode_blockchain_info`),
 //! `GET /tx/{txid}` (`decode_tx_response`: network, txid and recomputed txid
-//! checked; and `transaction_from_proto`, the conversion inside it), and the
-//! error body of a non-200 answer (`decode_error_body`).
+//! checked; and `transaction_from_proto`, the conversion inside it),
+//! `POST /broadcast-tx` (`decode_broadcast_response`: the answered txid must
+//! be the one sent) and the error body of a non-200 answer
+//! (`decode_error_body`).
 //!
 //! Input: one byte choosing the answer (0 blockchain-info, 1 tx, 2 error
-//! body), then the body.
+//! body, 3 broadcast-tx), then the body.
 //!
 //! Asserts: each decoded message survives prost encode → decode; an accepted
 //! tip carries the message's hash and height; an accepted transaction has
 //! the requested txid, serializes and parses back to itself, and converts to
-//! a Chronik message and back unchanged.
+//! a Chronik message and back unchanged; a broadcast answer is accepted
+//! exactly when it names the txid that was sent.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use musig2_identity::chronik::{
-    decode_blockchain_info, decode_error_body, decode_tx_response, proto, transaction_from_proto,
+    decode_blockchain_info, decode_broadcast_response, decode_error_body, decode_tx_response,
+    proto, transaction_from_proto,
 };
 use musig2_identity::{Network, Transaction, TxId};
 use prost::Message;
@@ -100,6 +104,25 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!((code, message), (e.error_code, e.msg));
                 }
                 Err(_) => assert!(code.is_empty() && message.starts_with("undecodable")),
+            }
+        }
+        3 => {
+            let sent = TxId::from_internal_bytes([0x5a; 32]);
+            let accepted = decode_broadcast_response(body, &sent);
+            match proto::BroadcastTxResponse::decode(body) {
+                Ok(msg) => {
+                    round_trip(&msg);
+                    assert_eq!(accepted.is_ok(), msg.txid == sent.internal_bytes());
+                    if let Ok(txid) = accepted {
+                        assert_eq!(txid, sent);
+                    }
+                    // Whatever 32 bytes it names are accepted when they are what was sent.
+                    if let Ok(named) = <[u8; 32]>::try_from(msg.txid.as_slice()) {
+                        let named = TxId::from_internal_bytes(named);
+                        assert_eq!(decode_broadcast_response(body, &named).ok(), Some(named));
+                    }
+                }
+                Err(_) => assert!(accepted.is_err()),
             }
         }
         _ => {}

@@ -342,5 +342,13 @@ pub fn all() -> Result<Vec<Seed>> {
         "error".into(),
         [&[2], &error.encode_to_vec()[..]].concat(),
     );
+    let broadcast = proto::BroadcastTxResponse {
+        txid: [0x5a; 32].to_vec(),
+    };
+    push(
+        "chronik_response",
+        "broadcast_tx".into(),
+        [&[3], &broadcast.encode_to_vec()[..]].concat(),
+    );
     Ok(seeds)
 }
