@@ -5,7 +5,7 @@
 //!   (last, so that its summary closes the output). The README's
 //!   test command and `.ci/run` are this command.
 //! * `layers`: fails if a crate depends on a crate at its own level or above,
-//!   or if `musig2-core` pulls in an I/O or async crate.
+//!   or if `musig2-core` or `lotus-tx` pulls in an I/O or async crate.
 //! * `bench core`: runs the `musig2-core` criterion benchmarks (ours and the
 //!   libsecp256k1 baseline in the same run), prints one JSON object per
 //!   compared operation, and rewrites the table in `docs/PERFORMANCE.md`.
@@ -143,6 +143,7 @@ fn ci() -> Result<()> {
 /// Level of each workspace crate: a crate may depend only on lower levels.
 const LEVELS: &[(&str, u8)] = &[
     ("musig2-core", 0),
+    ("lotus-tx", 1),
     ("musig2-election", 1),
     ("musig2-security", 1),
     ("musig2-identity", 2),
@@ -152,7 +153,10 @@ const LEVELS: &[(&str, u8)] = &[
     ("lotus-musig2-cli", 6),
 ];
 
-/// Crates that mean I/O, threads or async: never in `musig2-core`'s tree.
+/// The crates whose dependency trees must hold no I/O crate.
+const NO_IO_CRATES: &[&str] = &["musig2-core", "lotus-tx"];
+
+/// Crates that mean I/O, threads or async: never in the trees of [`NO_IO_CRATES`].
 const FORBIDDEN_IN_CORE: &[&str] = &[
     "tokio",
     "libp2p",
@@ -208,7 +212,7 @@ fn layers() -> Result<()> {
         }
     }
 
-    // Walk musig2-core's normal and build dependencies in the resolved graph.
+    // Walk the normal and build dependencies of each no-I/O crate in the resolved graph.
     let names: BTreeMap<&str, &str> = packages
         .iter()
         .filter_map(|p| Some((p["id"].as_str()?, p["name"].as_str()?)))
@@ -219,46 +223,50 @@ fn layers() -> Result<()> {
         .iter()
         .filter_map(|n| Some((n["id"].as_str()?, n)))
         .collect();
-    let core_id = names
-        .iter()
-        .find(|(_, n)| **n == "musig2-core")
-        .map(|(id, _)| *id)
-        .context("musig2-core")?;
-    let mut seen = BTreeSet::new();
-    let mut stack = vec![core_id];
-    while let Some(id) = stack.pop() {
-        if !seen.insert(id) {
-            continue;
-        }
-        let name = names.get(id).copied().unwrap_or_default();
-        if FORBIDDEN_IN_CORE
+    let mut sizes = Vec::new();
+    for root in NO_IO_CRATES {
+        let root_id = names
             .iter()
-            .any(|f| name == *f || name.starts_with(&format!("{f}-")))
-        {
-            problems.push(format!("musig2-core pulls in the I/O crate {name}"));
-        }
-        for dep in nodes
-            .get(id)
-            .and_then(|n| n["deps"].as_array())
-            .into_iter()
-            .flatten()
-        {
-            let runtime = dep["dep_kinds"]
-                .as_array()
+            .find(|(_, n)| **n == *root)
+            .map(|(id, _)| *id)
+            .context(*root)?;
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![root_id];
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            let name = names.get(id).copied().unwrap_or_default();
+            if FORBIDDEN_IN_CORE
+                .iter()
+                .any(|f| name == *f || name.starts_with(&format!("{f}-")))
+            {
+                problems.push(format!("{root} pulls in the I/O crate {name}"));
+            }
+            for dep in nodes
+                .get(id)
+                .and_then(|n| n["deps"].as_array())
                 .into_iter()
                 .flatten()
-                .any(|k| k["kind"].is_null() || k["kind"] == "build");
-            if let (true, Some(pkg)) = (runtime, dep["pkg"].as_str()) {
-                stack.push(pkg);
+            {
+                let runtime = dep["dep_kinds"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|k| k["kind"].is_null() || k["kind"] == "build");
+                if let (true, Some(pkg)) = (runtime, dep["pkg"].as_str()) {
+                    stack.push(pkg);
+                }
             }
         }
+        sizes.push(format!("{root} tree has {} crates", seen.len()));
     }
 
     if problems.is_empty() {
         eprintln!(
-            "layers: ok ({} crates checked; musig2-core tree has {} crates, none does I/O)",
+            "layers: ok ({} crates checked; {}, none does I/O)",
             LEVELS.len(),
-            seen.len()
+            sizes.join(", ")
         );
         Ok(())
     } else {

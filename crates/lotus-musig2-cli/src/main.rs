@@ -1,6 +1,6 @@
 //! `lotus-musig2`: Lotus MuSig2 from the command line.
 //!
-//! Exit codes: 0 success, 1 a negative answer (`verify` says `invalid`),
+//! Exit codes: 0 success, 1 a negative answer (`verify` or `tx verify` says `invalid`),
 //! 2 bad input (unparseable hex, wrong lengths, invalid keys).
 
 use std::process::ExitCode;
@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod commands;
 mod demo;
 mod node;
+mod tx;
 
 /// Lotus MuSig2: key aggregation, signing and verification, compatible with lotus-sdk.
 #[derive(Debug, Parser)]
@@ -35,6 +36,11 @@ enum Command {
     Elect(commands::ElectArgs),
     /// Start N nodes on 127.0.0.1 that find each other through the DHT and sign one message.
     Demo(demo::DemoArgs),
+    /// Lotus transactions: sighash, txid, decode, verify.
+    #[command(subcommand)]
+    Tx(tx::TxCommand),
+    /// Print the XAddress of a P2PKH key or a Taproot internal key, or decode one as JSON.
+    Address(tx::AddressArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +61,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::demo(&args),
         Command::Elect(args) => commands::elect(&args),
         Command::Node(args) => node::node(&args),
+        Command::Tx(command) => tx::tx(&command),
+        Command::Address(args) => tx::address(&args),
     };
     match result {
         Ok(outcome) => {

@@ -4,6 +4,10 @@
 /// Lotus Schnorr and MuSig2 (`musig2-core`).
 pub use musig2_core as core;
 
+/// Lotus transactions, sighashes, Taproot and XAddresses (`lotus-tx`).
+#[cfg(feature = "tx")]
+pub use lotus_tx as tx;
+
 /// Coordinator election and failover (`musig2-election`).
 #[cfg(feature = "election")]
 pub use musig2_election as election;

@@ -4,9 +4,11 @@
 //! partial signatures with the same nonce and different challenges reveal the
 //! secret key. So it is not `Clone`, `Copy` or serializable, it prints as
 //! `SecretNonce(..)`, it is zeroized on drop, and [`crate::sign`] takes it by
-//! value. Reuse does not compile:
+//! value. Reuse does not compile, for the reason each example names (the
+//! error code after `compile_fail` is checked by rustdoc on a nightly
+//! toolchain only; `cargo xtask ci` runs these doc tests on nightly too):
 //!
-//! ```compile_fail
+//! ```compile_fail,E0382
 //! # use musig2_core::*;
 //! # fn f(keypair: Keypair, ctx: SessionContext, secnonce: SecretNonce) {
 //! let first = sign(secnonce, &keypair, 0, &ctx);
@@ -14,20 +16,20 @@
 //! # }
 //! ```
 //!
-//! ```compile_fail
+//! ```compile_fail,E0599
 //! # use musig2_core::*;
 //! # fn f(secnonce: SecretNonce) {
 //! let copy = secnonce.clone(); // error: no method `clone`
 //! # }
 //! ```
 //!
-//! ```compile_fail
+//! ```compile_fail,E0277
 //! # use musig2_core::*;
 //! fn needs_copy<T: Copy>() {}
 //! needs_copy::<SecretNonce>(); // error: `Copy` is not implemented
 //! ```
 //!
-//! ```compile_fail
+//! ```compile_fail,E0277
 //! # use musig2_core::*;
 //! fn needs_serialize<T: serde::Serialize>() {}
 //! needs_serialize::<SecretNonce>(); // error: `Serialize` is not implemented

@@ -51,8 +51,10 @@ pub(crate) fn deterministic_nonce(
     }
 }
 
-/// Signs a 32-byte message (a Lotus sighash, already byte-reversed as lotus-sdk
-/// passes it) with lotus-sdk's deterministic nonce.
+/// Signs a 32-byte message (for a transaction, the SIGHASH_FORKID or
+/// SIGHASH_LOTUS digest `SHA256d(preimage)` in natural byte order, exactly as
+/// lotus-sdk's `sighash()` returns it; see `lotus-tx`) with lotus-sdk's
+/// deterministic nonce.
 pub fn sign(secret: &SecretKey, msg: &[u8; 32]) -> Signature {
     let k = deterministic_nonce(secret, msg);
     sign_with_nonce(secret, &secret.public_key(), msg, k)

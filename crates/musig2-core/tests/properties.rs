@@ -17,14 +17,23 @@ struct Run<F: Flavor> {
     nonces: Vec<PublicNonce>,
 }
 
-/// A complete n-of-n session; `order` permutes the keys given to aggregation.
-fn run<F: Flavor>(seed: u64, n: usize, msg: &[u8], tweak: Option<[u8; 32]>) -> Run<F> {
+/// A tweak applied to the aggregate key before signing.
+#[derive(Clone, Copy)]
+enum Tweak {
+    Plain([u8; 32]),
+    XOnly([u8; 32]),
+}
+
+/// A complete n-of-n session over sorted keys, optionally tweaked.
+fn run<F: Flavor>(seed: u64, n: usize, msg: &[u8], tweak: Option<Tweak>) -> Run<F> {
     let mut rng = StdRng::seed_from_u64(seed);
     let signers: Vec<Keypair> = (0..n).map(|_| Keypair::random(&mut rng)).collect();
     let keys = key_sort(&signers.iter().map(Keypair::public_key).collect::<Vec<_>>());
     let mut ctx = KeyAggContext::<F>::new(&keys).unwrap();
-    if let Some(t) = tweak {
-        ctx = ctx.with_plain_tweak(&t).unwrap();
+    match tweak {
+        Some(Tweak::Plain(t)) => ctx = ctx.with_plain_tweak(&t).unwrap(),
+        Some(Tweak::XOnly(t)) => ctx = ctx.with_xonly_tweak(&t).unwrap(),
+        None => {}
     }
     let agg_pk = ctx.nonce_gen_agg_pk();
     // Each signer's position in the sorted list.
@@ -76,7 +85,7 @@ proptest! {
         seed in any::<u64>(), n in 1usize..=20, msg in any::<[u8; 32]>(),
         tweak in proptest::option::of(any::<[u8; 31]>()), culprit in any::<prop::sample::Index>(),
     ) {
-        let tweak = tweak.map(|t| { let mut b = [0u8; 32]; b[1..].copy_from_slice(&t); b });
+        let tweak = tweak.map(|t| { let mut b = [0u8; 32]; b[1..].copy_from_slice(&t); Tweak::Plain(b) });
         let Run { session, psigs, nonces } = run::<Lotus>(seed, n, &msg, tweak);
         let sig = aggregate_and_verify(&session, &psigs, &nonces).unwrap();
         schnorr::verify(&session.key_agg().aggregate_pubkey(), &msg, &sig).unwrap();
@@ -106,6 +115,17 @@ proptest! {
             let tweaked = SessionContext::new(&ctx, session.aggnonce(), &msg).unwrap();
             // Different challenge, so the old partial signatures no longer fit.
             prop_assert!(aggregate_and_verify(&tweaked, &psigs, &nonces).is_err());
+
+            // A session signed under the x-only tweaked key verifies under
+            // that key (as BIP340), and not under the untweaked one.
+            let Run { session: t_session, psigs: t_psigs, nonces: t_nonces } =
+                run::<Bip340>(seed, n, &msg, Some(Tweak::XOnly(b)));
+            prop_assert_eq!(t_session.key_agg().aggregate_pubkey(), ctx.aggregate_pubkey());
+            let t_sig = aggregate_and_verify(&t_session, &t_psigs, &t_nonces).unwrap();
+            verify(&t_session, &t_sig).unwrap();
+            let untweaked = session.key_agg().aggregate_pubkey();
+            prop_assert!(<Bip340 as Flavor>::verify(&ctx.aggregate_pubkey(), &msg, &t_sig).is_ok());
+            prop_assert!(<Bip340 as Flavor>::verify(&untweaked, &msg, &t_sig).is_err());
         }
     }
 
@@ -148,17 +168,60 @@ proptest! {
         prop_assert!(schnorr::verify(&kp.public_key(), &msg, &tampered).is_err());
     }
 
+    /// Every parser either refuses the bytes or returns a value whose
+    /// encoding is exactly those bytes (each encoding is fixed-length and
+    /// canonical); a wrong length is always refused.
     #[test]
-    fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..100)) {
-        let _ = musig2_core::PublicKey::from_slice(&bytes);
-        let _ = musig2_core::SecretKey::from_slice(&bytes);
-        let _ = musig2_core::PublicNonce::from_slice(&bytes);
-        let _ = musig2_core::AggNonce::from_slice(&bytes);
-        let _ = musig2_core::PartialSignature::from_slice(&bytes);
-        let _ = musig2_core::Signature::from_slice(&bytes);
-        let _ = musig2_core::NonceCommitment::from_slice(&bytes);
-        let _ = String::from_utf8(bytes).map(|s| s.parse::<musig2_core::PublicKey>());
+    fn parsers_round_trip_or_refuse(bytes in parser_input()) {
+        use musig2_core::{AggNonce, PublicKey, SecretKey, Signature};
+        let len = bytes.len();
+        let check = |accepted: Option<Vec<u8>>, expected_len: usize| -> Result<(), TestCaseError> {
+            if let Some(encoded) = accepted {
+                prop_assert_eq!(len, expected_len);
+                prop_assert_eq!(&encoded, &bytes);
+            }
+            Ok(())
+        };
+        check(PublicKey::from_slice(&bytes).ok().map(|k| k.to_bytes().to_vec()), 33)?;
+        check(SecretKey::from_slice(&bytes).ok().map(|k| k.to_secret_bytes().to_vec()), 32)?;
+        check(PublicNonce::from_slice(&bytes).ok().map(|n| n.to_bytes().to_vec()), 66)?;
+        check(AggNonce::from_slice(&bytes).ok().map(|n| n.to_bytes().to_vec()), 66)?;
+        check(PartialSignature::from_slice(&bytes).ok().map(|p| p.to_bytes().to_vec()), 32)?;
+        check(NonceCommitment::from_slice(&bytes).ok().map(|c| c.to_bytes().to_vec()), 32)?;
+        // Every 64 bytes are a signature (its checks come with verification).
+        match Signature::from_slice(&bytes) {
+            Ok(sig) => prop_assert_eq!(sig.to_bytes().to_vec(), bytes.clone()),
+            Err(_) => prop_assert_ne!(len, 64),
+        }
+        // Hex text: a key parses from its own display, and displays as it parsed.
+        let text = hex::encode(&bytes);
+        if let Ok(key) = text.parse::<PublicKey>() {
+            prop_assert_eq!(key.to_string(), text);
+        }
     }
+}
+
+/// Byte strings of the lengths the parsers expect (and one byte off), half
+/// of them starting like a compressed point, plus any short string.
+fn parser_input() -> impl Strategy<Value = Vec<u8>> {
+    let sized = (
+        prop::sample::select(vec![31usize, 32, 33, 34, 63, 64, 65, 66, 67]),
+        any::<bool>(),
+        any::<u64>(),
+    )
+        .prop_map(|(len, point, seed)| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut bytes = vec![0u8; len];
+            rand::RngCore::fill_bytes(&mut rng, &mut bytes);
+            if point && len > 33 {
+                bytes[0] = 2 + (bytes[0] & 1);
+                bytes[33] = 2 + (bytes[33] & 1);
+            } else if point && !bytes.is_empty() {
+                bytes[0] = 2 + (bytes[0] & 1);
+            }
+            bytes
+        });
+    prop_oneof![sized, proptest::collection::vec(any::<u8>(), 0..100)]
 }
 
 #[test]

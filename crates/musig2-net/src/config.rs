@@ -1,8 +1,40 @@
 //! Network configuration, with the reference's defaults and environment overrides.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::Multiaddr;
+
+/// A check the application runs on DHT records: `(key, value) -> valid`.
+///
+/// It is applied to every record a peer asks us to store (a record that
+/// fails is not stored) and to every record a lookup finds (a record that
+/// fails is skipped and the lookup goes on). It runs on the network task, so
+/// it must be quick and must not block.
+#[derive(Clone)]
+pub struct RecordValidator(Arc<CheckFn>);
+
+/// The check a [`RecordValidator`] wraps.
+type CheckFn = dyn Fn(&[u8], &[u8]) -> bool + Send + Sync;
+
+impl RecordValidator {
+    /// Wraps a check.
+    pub fn new(check: impl Fn(&[u8], &[u8]) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(check))
+    }
+
+    /// Whether the record with this key and value is valid.
+    pub fn is_valid(&self, key: &[u8], value: &[u8]) -> bool {
+        (self.0)(key, value)
+    }
+}
+
+impl fmt::Debug for RecordValidator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RecordValidator(..)")
+    }
+}
 
 /// Configuration of one node's network stack.
 #[derive(Debug, Clone)]
@@ -44,6 +76,39 @@ pub struct NetConfig {
     pub event_capacity: usize,
     /// Capacity of the command queue from handles.
     pub command_capacity: usize,
+    /// Direct messages from one peer waiting for the application; one more is
+    /// answered `Busy` (the other peers are still served).
+    pub direct_queue_per_peer: usize,
+    /// Direct messages from all peers waiting for the application; one more
+    /// is answered `Busy`.
+    pub direct_queue_capacity: usize,
+    /// Key prefixes of the DHT records peers may store on this node. Empty
+    /// (the default): any key. The network layer does not know the
+    /// application's keys; the application sets them.
+    pub dht_key_prefixes: Vec<Vec<u8>>,
+    /// Largest DHT record value a peer may store on this node, in bytes (the
+    /// security layer's `MAX_ADVERTISEMENT_SIZE`).
+    pub dht_max_value_size: usize,
+    /// DHT records stored for other peers, in all. When full, a record from
+    /// a peer holding fewer records than the peer holding the most evicts the
+    /// oldest record of the latter; otherwise it is refused.
+    pub dht_max_records: usize,
+    /// DHT records stored for one peer (the peer that sent the `PUT_VALUE`).
+    pub dht_records_per_peer: usize,
+    /// This node's own DHT records (kept apart from other peers' records, so
+    /// other peers can never fill them out); when full, the oldest own record
+    /// is dropped from the local store.
+    pub dht_max_own_records: usize,
+    /// Optional check of DHT records, applied to inbound `PUT_VALUE`s and to
+    /// lookup results (see [`RecordValidator`]). `None`: every record passes.
+    pub record_validator: Option<RecordValidator>,
+    /// Addresses kept per peer (the first ones win).
+    pub max_addrs_per_peer: usize,
+    /// Peers whose addresses are kept; when full, the peer seen longest ago
+    /// is forgotten.
+    pub max_known_peers: usize,
+    /// Addresses of a peer not connected for this long are forgotten.
+    pub known_peer_ttl: Duration,
 }
 
 impl Default for NetConfig {
@@ -66,6 +131,17 @@ impl Default for NetConfig {
             enable_autonat: false,
             event_capacity: 4096,
             command_capacity: 1024,
+            direct_queue_per_peer: 64,
+            direct_queue_capacity: 1024,
+            dht_key_prefixes: Vec::new(),
+            dht_max_value_size: 10_000,
+            dht_max_records: 1024,
+            dht_records_per_peer: 64,
+            dht_max_own_records: 1024,
+            record_validator: None,
+            max_addrs_per_peer: 8,
+            max_known_peers: 1024,
+            known_peer_ttl: Duration::from_secs(3600),
         }
     }
 }

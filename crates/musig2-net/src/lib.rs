@@ -1,14 +1,16 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod addrs;
 pub mod codec;
 pub mod config;
+mod dht;
 mod direct;
 pub mod node;
 mod refill;
 
 pub use codec::{Ack, DIRECT_PROTOCOL, WIRE_VERSION};
-pub use config::NetConfig;
+pub use config::{NetConfig, RecordValidator};
 pub use direct::{MAX_INBOUND_STREAMS, MAX_STREAMS_PER_PEER};
 pub use libp2p::{Multiaddr, PeerId, gossipsub::MessageId, identity::Keypair as NodeKeypair};
 pub use node::{NetEvent, NetHandle, NetMetrics, PeerEvent, Verdict, start};

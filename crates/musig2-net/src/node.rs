@@ -8,10 +8,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use libp2p::kad::store::MemoryStore;
+use libp2p::allow_block_list::{self, BlockedPeers};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{DialError, ListenError, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, autonat, dcutr, gossipsub, identify, identity, kad,
     noise, ping, relay, tcp, yamux,
@@ -20,8 +20,10 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::NetError;
+use crate::addrs::{self, AddressBook, Change};
 use crate::codec::{DIRECT_PROTOCOL, FrameCodec};
 use crate::config::NetConfig;
+use crate::dht::{DhtStore, RecordRules, Refusal};
 use crate::direct::{self, Direct};
 use crate::refill::Refill;
 
@@ -33,7 +35,10 @@ const MAX_BOOTSTRAP_BACKOFF: Duration = Duration::from_secs(300);
 /// One `NetworkBehaviour` per concern, composed.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
-    kad: kad::Behaviour<MemoryStore>,
+    /// First: a blocked peer is denied before any other behaviour sees it.
+    blocked: allow_block_list::Behaviour<BlockedPeers>,
+    addresses: addrs::Behaviour,
+    kad: kad::Behaviour<DhtStore>,
     gossipsub: gossipsub::Behaviour,
     direct: direct::StreamBehaviour,
     identify: identify::Behaviour,
@@ -126,6 +131,10 @@ enum Command {
     ConnectedPeers(Reply<Vec<PeerId>>),
     Metrics(Reply<NetMetrics>),
     Disconnect(PeerId),
+    Block(PeerId, Reply<()>),
+    Unblock(PeerId, Reply<()>),
+    Blocked(Reply<Vec<PeerId>>),
+    RoutingPeers(Reply<Vec<PeerId>>),
     SessionPeers(Vec<PeerId>, bool),
     Bootstrap,
     Shutdown(oneshot::Sender<()>),
@@ -134,6 +143,13 @@ enum Command {
 /// A cloneable handle to a running node. Every call goes through a bounded
 /// queue to the swarm task; when the task has stopped, calls return
 /// [`NetError::Stopped`].
+///
+/// The queue is first in, first out: commands take effect in the order they
+/// entered it. Two calls made one after the other (the second after the
+/// first's `await` returned), from one task or from several, take effect in
+/// that order, whichever clone of the handle they use. Calls that are not
+/// ordered by the caller (e.g. made from two spawned tasks) may take effect
+/// in either order.
 #[derive(Clone, Debug)]
 pub struct NetHandle {
     commands: mpsc::Sender<Command>,
@@ -238,8 +254,38 @@ impl NetHandle {
         self.call(Command::ConnectedPeers).await
     }
 
+    /// Blocks a peer: closes every connection to it now, refuses its future
+    /// connections (both ways), and drops the direct messages it has waiting
+    /// for the application (counted in [`NetMetrics::direct_dropped_blocked`]).
+    /// Lasts until [`NetHandle::unblock_peer`]; not persisted.
+    pub async fn block_peer(&self, peer: PeerId) -> Result<(), NetError> {
+        self.direct.block(peer);
+        self.call(|r| Command::Block(peer, r)).await
+    }
+
+    /// Lifts a block: the peer may connect, and be connected to, again.
+    pub async fn unblock_peer(&self, peer: PeerId) -> Result<(), NetError> {
+        self.direct.unblock(&peer);
+        self.call(|r| Command::Unblock(peer, r)).await
+    }
+
+    /// The peers currently blocked.
+    pub async fn blocked_peers(&self) -> Result<Vec<PeerId>, NetError> {
+        self.call(Command::Blocked).await
+    }
+
+    /// The peers in Kademlia's routing table (only peers whose identify
+    /// information lists the DHT protocol, and configured bootstrap peers,
+    /// are ever added).
+    pub async fn dht_routing_peers(&self) -> Result<Vec<PeerId>, NetError> {
+        self.call(Command::RoutingPeers).await
+    }
+
     /// Marks peers as session peers (`true`: not counted against the general
-    /// connection limit) or releases them (`false`).
+    /// connection limit and never closed by it) or releases them (`false`).
+    /// A peer is either marked or not (the last call wins, no counting);
+    /// calls take effect in the order described on [`NetHandle`], so a
+    /// `false` sent after a `true` (after its `await`) is never overtaken by it.
     pub async fn set_session_peers(
         &self,
         peers: Vec<PeerId>,
@@ -262,21 +308,58 @@ impl NetHandle {
     }
 }
 
-/// Counters of a node's network layer.
+/// Counters of a node's network layer (and a few gauges, marked as such).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NetMetrics {
     /// Events dropped because the application's queue was full.
     pub events_dropped: u64,
-    /// Direct messages answered `Busy` for the same reason.
+    /// Direct messages answered `Busy` (the sum of the two below).
     pub direct_busy: u64,
+    /// ... because the sender already had `direct_queue_per_peer` waiting.
+    pub direct_busy_peer_queue: u64,
+    /// ... because all peers had `direct_queue_capacity` waiting.
+    pub direct_busy_global_queue: u64,
+    /// Direct messages of blocked peers dropped from the queue or refused.
+    pub direct_dropped_blocked: u64,
     /// Inbound direct-message failures (bad frames).
     pub inbound_failures: u64,
     /// Inbound direct-message streams refused (too many open).
     pub direct_streams_refused: u64,
-    /// Connections closed because the general limit was reached.
+    /// New inbound connections closed because the general limit was reached.
     pub connections_refused: u64,
+    /// Idle inbound connections closed to make room for one of ours (a dial,
+    /// or a peer we send to) over the general limit.
+    pub connections_evicted: u64,
+    /// Connections refused because the peer is blocked (either direction).
+    pub connections_denied_blocked: u64,
     /// DHT bootstraps started because the node had too few connections.
     pub bootstraps: u64,
+    /// DHT records from peers stored.
+    pub dht_records_stored: u64,
+    /// DHT records from peers evicted to make room for a lighter sender's.
+    pub dht_records_evicted: u64,
+    /// DHT records from peers refused: value over `dht_max_value_size`.
+    pub dht_rejected_too_large: u64,
+    /// ... key without any of `dht_key_prefixes`.
+    pub dht_rejected_prefix: u64,
+    /// ... refused by the record validator.
+    pub dht_rejected_invalid: u64,
+    /// ... the sender holds `dht_records_per_peer` records already.
+    pub dht_rejected_quota: u64,
+    /// ... the store is full and the sender holds the most.
+    pub dht_rejected_full: u64,
+    /// ... a key this node publishes itself (or a record claiming to be ours).
+    pub dht_rejected_own_key: u64,
+    /// DHT lookup results skipped because the record validator refused them.
+    pub dht_invalid_results: u64,
+    /// Own DHT records dropped from the local store (over `dht_max_own_records`).
+    pub dht_own_evicted: u64,
+    /// Gauge: DHT records stored for peers.
+    pub dht_remote_records: u64,
+    /// Gauge: peers whose addresses are known.
+    pub known_peers: u64,
+    /// Peers forgotten from the address books to make room.
+    pub known_peers_evicted: u64,
 }
 
 /// Starts a node: builds the swarm, listens, dials the bootstrap peers and
@@ -291,7 +374,13 @@ pub async fn start(
         direct::MAX_INBOUND_STREAMS,
         counters.clone(),
     );
-    let mut swarm = build_swarm(keypair, &config, stream_behaviour).await?;
+    let kad_protocol =
+        StreamProtocol::try_from_owned(config.dht_protocol.clone()).map_err(|e| {
+            NetError::Config {
+                detail: format!("dht protocol: {e}"),
+            }
+        })?;
+    let mut swarm = build_swarm(keypair, &config, kad_protocol.clone(), stream_behaviour).await?;
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
@@ -311,22 +400,35 @@ pub async fn start(
     let (cmd_tx, cmd_rx) = mpsc::channel(config.command_capacity.max(1));
     let (event_tx, event_rx) = mpsc::channel(config.event_capacity.max(1));
     let codec = FrameCodec::new(config.max_message_size);
+    let inbox = Arc::new(direct::Inbox::new(
+        config.direct_queue_per_peer,
+        config.direct_queue_capacity,
+    ));
     let direct = Arc::new(Direct::new(
         opener,
         codec.clone(),
         config.request_timeout,
         config.idle_timeout,
         counters.clone(),
+        inbox.clone(),
     ));
     tokio::spawn(direct::serve(
         incoming,
         codec,
         config.idle_timeout,
-        event_tx.clone(),
+        inbox.clone(),
         counters,
     ));
+    tokio::spawn(direct::forward(inbox, event_tx.clone()));
     let event_loop = EventLoop {
         swarm,
+        rules: RecordRules::new(&config),
+        known_addrs: AddressBook::new(
+            config.max_addrs_per_peer,
+            config.max_known_peers,
+            config.known_peer_ttl,
+        ),
+        kad_protocol,
         config,
         commands: cmd_rx,
         events: event_tx,
@@ -334,8 +436,7 @@ pub async fn start(
         pending_puts: HashMap::new(),
         direct: direct.clone(),
         listen_addrs: Vec::new(),
-        known_addrs: HashMap::new(),
-        connected: HashSet::new(),
+        connected: HashMap::new(),
         session_peers: HashSet::new(),
         metrics: NetMetrics::default(),
         refill: Refill::new(MAINTENANCE_INTERVAL, MAX_BOOTSTRAP_BACKOFF, Instant::now()),
@@ -361,17 +462,12 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
 async fn build_swarm(
     keypair: identity::Keypair,
     config: &NetConfig,
+    kad_protocol: StreamProtocol,
     direct: direct::StreamBehaviour,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let transport = |e: &dyn std::fmt::Display| NetError::Transport {
         detail: e.to_string(),
     };
-    let kad_protocol =
-        StreamProtocol::try_from_owned(config.dht_protocol.clone()).map_err(|e| {
-            NetError::Config {
-                detail: format!("dht protocol: {e}"),
-            }
-        })?;
     let replication =
         NonZeroUsize::new(config.replication_factor).ok_or_else(|| NetError::Config {
             detail: "replication factor 0".into(),
@@ -397,6 +493,14 @@ async fn build_swarm(
         config.enable_autonat,
     );
     let dht_server = config.dht_server;
+    let book = || {
+        AddressBook::new(
+            config.max_addrs_per_peer,
+            config.max_known_peers,
+            config.known_peer_ttl,
+        )
+    };
+    let store_config = config.clone();
 
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -418,14 +522,21 @@ async fn build_swarm(
             let mut kad_config = kad::Config::new(kad_protocol);
             kad_config.set_replication_factor(replication);
             kad_config.set_query_timeout(Duration::from_secs(10));
-            let mut kad =
-                kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
+            // Peers' records reach the store only through the event loop's
+            // checks; peers enter the routing table only when identify shows
+            // they serve the DHT (or they are configured bootstrap peers).
+            kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
+            kad_config.set_kbucket_inserts(kad::BucketInserts::Manual);
+            let store = DhtStore::new(peer_id, &store_config);
+            let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
             kad.set_mode(dht_server.then_some(kad::Mode::Server));
             let gossipsub = gossipsub::Behaviour::new(
                 gossipsub::MessageAuthenticity::Signed(key.clone()),
                 gossip_config,
             )?;
             Ok(Behaviour {
+                blocked: allow_block_list::Behaviour::default(),
+                addresses: addrs::Behaviour::new(book()),
                 kad,
                 gossipsub,
                 direct,
@@ -455,17 +566,35 @@ async fn build_swarm(
     Ok(swarm)
 }
 
+/// What the event loop knows of one connected peer.
+#[derive(Debug, Clone, Copy)]
+struct PeerConns {
+    /// Open connections this node dialled.
+    dialed: usize,
+    /// Open connections the peer dialled.
+    inbound: usize,
+    /// When it connected, or last sent us gossip or identify information.
+    last_active: Instant,
+    /// Being closed by the connection limit: no longer counted or chosen.
+    closing: bool,
+    /// `PeerEvent::Connected` was reported (so `Disconnected` will be).
+    announced: bool,
+}
+
 struct EventLoop {
     swarm: Swarm<Behaviour>,
     config: NetConfig,
+    kad_protocol: StreamProtocol,
+    rules: RecordRules,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<NetEvent>,
     pending_gets: HashMap<kad::QueryId, Reply<Vec<u8>>>,
     pending_puts: HashMap<kad::QueryId, Reply<()>>,
     direct: Arc<Direct>,
     listen_addrs: Vec<Multiaddr>,
-    known_addrs: HashMap<PeerId, Vec<Multiaddr>>,
-    connected: HashSet<PeerId>,
+    /// Addresses reported to the application (bounded, pruned).
+    known_addrs: AddressBook,
+    connected: HashMap<PeerId, PeerConns>,
     session_peers: HashSet<PeerId>,
     metrics: NetMetrics,
     refill: Refill,
@@ -497,12 +626,23 @@ impl EventLoop {
     }
 
     /// The event loop's counters with the direct-message layer's.
-    fn snapshot(&self) -> NetMetrics {
+    fn snapshot(&mut self) -> NetMetrics {
         let counters = &self.direct.counters;
+        let behaviour = self.swarm.behaviour_mut();
+        let store = behaviour.kad.store_mut();
+        let (remote_records, own_evicted) = (store.remote_len(), store.own_evicted);
+        let book_evicted = behaviour.addresses.book.evicted();
         NetMetrics {
             direct_busy: counters.busy.load(Ordering::Relaxed),
+            direct_busy_peer_queue: counters.busy_peer.load(Ordering::Relaxed),
+            direct_busy_global_queue: counters.busy_global.load(Ordering::Relaxed),
+            direct_dropped_blocked: counters.dropped_blocked.load(Ordering::Relaxed),
             inbound_failures: counters.inbound_failures.load(Ordering::Relaxed),
             direct_streams_refused: counters.streams_refused.load(Ordering::Relaxed),
+            dht_remote_records: remote_records as u64,
+            dht_own_evicted: own_evicted,
+            known_peers: self.known_addrs.len() as u64,
+            known_peers_evicted: self.known_addrs.evicted() + book_evicted,
             ..self.metrics
         }
     }
@@ -532,10 +672,11 @@ impl EventLoop {
             }
             Command::Dial(addr, reply) => {
                 if let Some(peer) = peer_of(&addr) {
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer, addr.clone());
+                    self.swarm.behaviour_mut().addresses.book.add(
+                        peer,
+                        addr.clone(),
+                        Instant::now(),
+                    );
                 }
                 let result = self.swarm.dial(addr).map_err(|e| NetError::Dial {
                     detail: e.to_string(),
@@ -543,8 +684,9 @@ impl EventLoop {
                 let _ = reply.send(result);
             }
             Command::AddAddress(peer, addr, reply) => {
-                self.swarm.add_peer_address(peer, addr.clone());
-                self.swarm.behaviour_mut().kad.add_address(&peer, addr);
+                // Into the dial address book (and any behaviour that listens);
+                // Kademlia's routing table waits for identify.
+                self.swarm.add_peer_address(peer, addr);
                 let _ = reply.send(Ok(()));
             }
             Command::PutRecord(key, value, reply) => {
@@ -613,11 +755,46 @@ impl EventLoop {
             Command::Disconnect(peer) => {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
+            Command::Block(peer, reply) => {
+                let behaviour = self.swarm.behaviour_mut();
+                // Closes its connections and denies new ones.
+                behaviour.blocked.block_peer(peer);
+                behaviour.kad.remove_peer(&peer);
+                let _ = reply.send(Ok(()));
+            }
+            Command::Unblock(peer, reply) => {
+                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                let _ = reply.send(Ok(()));
+            }
+            Command::Blocked(reply) => {
+                let peers = self
+                    .swarm
+                    .behaviour()
+                    .blocked
+                    .blocked_peers()
+                    .iter()
+                    .copied()
+                    .collect();
+                let _ = reply.send(Ok(peers));
+            }
+            Command::RoutingPeers(reply) => {
+                let mut peers = Vec::new();
+                for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+                    peers.extend(bucket.iter().map(|e| *e.node.key.preimage()));
+                }
+                let _ = reply.send(Ok(peers));
+            }
             Command::Metrics(reply) => {
                 let _ = reply.send(Ok(self.snapshot()));
             }
             Command::ConnectedPeers(reply) => {
-                let _ = reply.send(Ok(self.connected.iter().copied().collect()));
+                let peers = self
+                    .connected
+                    .iter()
+                    .filter(|(_, c)| !c.closing)
+                    .map(|(p, _)| *p)
+                    .collect();
+                let _ = reply.send(Ok(peers));
             }
             Command::SessionPeers(peers, in_session) => {
                 for peer in peers {
@@ -635,22 +812,81 @@ impl EventLoop {
         }
     }
 
+    /// Connections (peers) counted against `max_connections`: all but session
+    /// peers' and those being closed.
     fn general_connections(&self) -> usize {
         self.connected
             .iter()
-            .filter(|p| !self.session_peers.contains(p))
+            .filter(|(p, c)| !c.closing && !self.session_peers.contains(p))
             .count()
+    }
+
+    /// A peer the connection limit never closes: a session peer, a peer we
+    /// dialled, or one we are sending direct messages to.
+    fn is_protected(&self, peer: &PeerId, conns: &PeerConns) -> bool {
+        conns.dialed > 0 || self.session_peers.contains(peer) || self.direct.is_sending(peer)
+    }
+
+    /// Over the limit after `peer` connected: keep `peer` if it is ours and
+    /// close the least active unprotected inbound peer instead; refuse
+    /// `peer` if it is an unprotected inbound peer. Returns whether `peer`
+    /// stays.
+    fn enforce_limit(&mut self, peer: PeerId) -> bool {
+        if self.general_connections() <= self.config.max_connections {
+            return true;
+        }
+        let Some(conns) = self.connected.get(&peer).copied() else {
+            return true;
+        };
+        if !self.is_protected(&peer, &conns) {
+            self.metrics.connections_refused += 1;
+            self.close_for_limit(peer);
+            return false;
+        }
+        let victim = self
+            .connected
+            .iter()
+            .filter(|(p, c)| **p != peer && !c.closing && c.inbound > 0 && !self.is_protected(p, c))
+            .min_by_key(|(_, c)| c.last_active)
+            .map(|(p, _)| *p);
+        match victim {
+            Some(victim) => {
+                self.metrics.connections_evicted += 1;
+                debug!(%victim, for_peer = %peer, "closing an idle inbound connection: over the limit");
+                self.close_for_limit(victim);
+            }
+            None => debug!(%peer, "over the connection limit, but nothing can be closed"),
+        }
+        true
+    }
+
+    fn close_for_limit(&mut self, peer: PeerId) {
+        if let Some(conns) = self.connected.get_mut(&peer) {
+            conns.closing = true;
+        }
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    fn touch(&mut self, peer: &PeerId) {
+        if let Some(conns) = self.connected.get_mut(peer) {
+            conns.last_active = Instant::now();
+        }
     }
 
     fn maintain(&mut self) {
         self.direct.close_idle();
+        let now = Instant::now();
+        let pruned =
+            self.known_addrs.prune(now) + self.swarm.behaviour_mut().addresses.book.prune(now);
+        if pruned > 0 {
+            debug!(pruned, "forgot the addresses of peers gone for long");
+        }
         // Too few peers: look for more (fails harmlessly with no known peers).
         // Every connection counts here; only the maximum exempts session peers.
-        if self.refill.due(
-            self.connected.len(),
-            self.config.min_connections,
-            Instant::now(),
-        ) {
+        if self
+            .refill
+            .due(self.connected.len(), self.config.min_connections, now)
+        {
             self.metrics.bootstraps += 1;
             let _ = self.swarm.behaviour_mut().kad.bootstrap();
         }
@@ -660,16 +896,14 @@ impl EventLoop {
         if peer == *self.swarm.local_peer_id() || addrs.is_empty() {
             return;
         }
-        match self.known_addrs.get(&peer) {
-            None => {
-                self.known_addrs.insert(peer, addrs.clone());
+        match self.known_addrs.set(peer, addrs, Instant::now()) {
+            Some(Change::New(addrs)) => {
                 self.emit(NetEvent::Peer(PeerEvent::Discovered { peer, addrs }));
             }
-            Some(old) if *old != addrs => {
-                self.known_addrs.insert(peer, addrs.clone());
+            Some(Change::Updated(addrs)) => {
                 self.emit(NetEvent::Peer(PeerEvent::Updated { peer, addrs }));
             }
-            Some(_) => {}
+            None => {}
         }
     }
 
@@ -680,36 +914,65 @@ impl EventLoop {
                 self.listen_addrs.push(address);
             }
             SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                let now = Instant::now();
+                self.known_addrs.connected(&peer_id, now);
+                let first = !self.connected.contains_key(&peer_id);
+                let conns = self.connected.entry(peer_id).or_insert(PeerConns {
+                    dialed: 0,
+                    inbound: 0,
+                    last_active: now,
+                    closing: false,
+                    announced: false,
+                });
+                if endpoint.is_dialer() {
+                    conns.dialed += 1;
+                } else {
+                    conns.inbound += 1;
+                }
+                if first && self.enforce_limit(peer_id) {
+                    if let Some(conns) = self.connected.get_mut(&peer_id) {
+                        conns.announced = true;
+                    }
+                    self.emit(NetEvent::Peer(PeerEvent::Connected(peer_id)));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
                 peer_id,
                 endpoint,
                 num_established,
                 ..
-            } if num_established.get() == 1 => {
-                self.connected.insert(peer_id);
-                if endpoint.is_dialer() {
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer_id, endpoint.get_remote_address().clone());
+            } => {
+                self.known_addrs.disconnected(&peer_id, Instant::now());
+                if let Some(conns) = self.connected.get_mut(&peer_id) {
+                    if endpoint.is_dialer() {
+                        conns.dialed = conns.dialed.saturating_sub(1);
+                    } else {
+                        conns.inbound = conns.inbound.saturating_sub(1);
+                    }
                 }
-                if !self.session_peers.contains(&peer_id)
-                    && self.general_connections() > self.config.max_connections
+                if num_established == 0
+                    && let Some(conns) = self.connected.remove(&peer_id)
                 {
-                    self.metrics.connections_refused += 1;
-                    self.connected.remove(&peer_id);
-                    let _ = self.swarm.disconnect_peer_id(peer_id);
-                    return;
+                    self.refill.on_disconnect(Instant::now());
+                    self.direct.forget(&peer_id);
+                    if conns.announced {
+                        self.emit(NetEvent::Peer(PeerEvent::Disconnected(peer_id)));
+                    }
                 }
-                self.emit(NetEvent::Peer(PeerEvent::Connected(peer_id)));
             }
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                num_established: 0,
+            SwarmEvent::IncomingConnectionError {
+                error: ListenError::Denied { cause },
                 ..
-            } if self.connected.remove(&peer_id) => {
-                self.refill.on_disconnect(Instant::now());
-                self.direct.forget(&peer_id);
-                self.emit(NetEvent::Peer(PeerEvent::Disconnected(peer_id)));
+            } if cause.downcast_ref::<allow_block_list::Blocked>().is_some() => {
+                self.metrics.connections_denied_blocked += 1;
+            }
+            SwarmEvent::OutgoingConnectionError {
+                error: DialError::Denied { cause },
+                ..
+            } if cause.downcast_ref::<allow_block_list::Blocked>().is_some() => {
+                self.metrics.connections_denied_blocked += 1;
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
@@ -719,13 +982,19 @@ impl EventLoop {
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                for addr in &info.listen_addrs {
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer_id, addr.clone());
+                self.touch(&peer_id);
+                let mut addrs = info.listen_addrs;
+                addrs.truncate(self.config.max_addrs_per_peer.max(1));
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                if info.protocols.contains(&self.kad_protocol) {
+                    for addr in &addrs {
+                        kad.add_address(&peer_id, addr.clone());
+                    }
+                } else {
+                    // Not a DHT server (any more): no place in the routing table.
+                    kad.remove_peer(&peer_id);
                 }
-                self.learn_addrs(peer_id, info.listen_addrs);
+                self.learn_addrs(peer_id, addrs);
             }
             BehaviourEvent::Kad(event) => self.on_kad_event(event),
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -733,6 +1002,7 @@ impl EventLoop {
                 message_id,
                 message,
             }) => {
+                self.touch(&propagation_source);
                 let event = NetEvent::Gossip {
                     message_id: message_id.clone(),
                     propagation_source,
@@ -763,8 +1033,55 @@ impl EventLoop {
         }
     }
 
+    /// A record a peer asked us to store (`FilterBoth`): checked, then
+    /// stored within the quotas, or dropped and counted.
+    fn on_inbound_record(&mut self, source: PeerId, record: kad::Record) {
+        let local = *self.swarm.local_peer_id();
+        let outcome = if record.publisher == Some(local) {
+            Err(Refusal::OwnKey)
+        } else {
+            self.rules
+                .check(record.key.as_ref(), &record.value)
+                .and_then(|()| {
+                    self.swarm.behaviour_mut().kad.store_mut().put_remote(
+                        record,
+                        source,
+                        Instant::now(),
+                    )
+                })
+        };
+        let m = &mut self.metrics;
+        match outcome {
+            Ok(stored) => {
+                m.dht_records_stored += 1;
+                if stored.evicted {
+                    m.dht_records_evicted += 1;
+                }
+            }
+            Err(refusal) => {
+                debug!(%source, ?refusal, "DHT record from a peer not stored");
+                match refusal {
+                    Refusal::TooLarge => m.dht_rejected_too_large += 1,
+                    Refusal::Prefix => m.dht_rejected_prefix += 1,
+                    Refusal::Invalid => m.dht_rejected_invalid += 1,
+                    Refusal::Quota => m.dht_rejected_quota += 1,
+                    Refusal::Full => m.dht_rejected_full += 1,
+                    Refusal::OwnKey => m.dht_rejected_own_key += 1,
+                }
+            }
+        }
+    }
+
     fn on_kad_event(&mut self, event: kad::Event) {
         match event {
+            kad::Event::InboundRequest {
+                request:
+                    kad::InboundRequest::PutRecord {
+                        source,
+                        record: Some(record),
+                        ..
+                    },
+            } => self.on_inbound_record(source, record),
             kad::Event::RoutingUpdated {
                 peer, addresses, ..
             } => {
@@ -772,8 +1089,23 @@ impl EventLoop {
             }
             kad::Event::OutboundQueryProgressed { id, result, .. } => match result {
                 kad::QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found))) => {
-                    // The first record answers; stop asking further peers.
-                    self.finish_get(id, Ok(found.record.value));
+                    let record = found.record;
+                    if !self.rules.is_valid(record.key.as_ref(), &record.value) {
+                        // Skip it and let the lookup go on; a copy in our
+                        // store (a peer put it there before the rules
+                        // changed) is dropped.
+                        self.metrics.dht_invalid_results += 1;
+                        if found.peer.is_none() {
+                            self.swarm
+                                .behaviour_mut()
+                                .kad
+                                .store_mut()
+                                .drop_remote(&record.key);
+                        }
+                        return;
+                    }
+                    // The first valid record answers; stop asking further peers.
+                    self.finish_get(id, Ok(record.value));
                 }
                 kad::QueryResult::GetRecord(Ok(_)) => {
                     self.finish_get(

@@ -259,43 +259,15 @@ impl ChronikClient {
 
     /// `GET /blockchain-info`: the chain tip.
     pub async fn blockchain_info(&self) -> Result<ChainTip, ChronikError> {
-        let path = "/blockchain-info".to_owned();
-        let body = self.get(&path).await?;
-        let info = proto::BlockchainInfo::decode(body.as_slice()).map_err(|source| {
-            ChronikError::BadProtobuf {
-                path: path.clone(),
-                message: "BlockchainInfo",
-                source,
-            }
-        })?;
-        let height =
-            u32::try_from(info.tip_height).map_err(|_| ChronikError::MalformedResponse {
-                path: path.clone(),
-                reason: format!("negative tip height {}", info.tip_height),
-            })?;
-        let hash: [u8; 32] =
-            info.tip_hash
-                .as_slice()
-                .try_into()
-                .map_err(|_| ChronikError::MalformedResponse {
-                    path: path.clone(),
-                    reason: format!("tip hash has {} bytes", info.tip_hash.len()),
-                })?;
-        Ok(ChainTip { hash, height })
+        let body = self.get(BLOCKCHAIN_INFO_PATH).await?;
+        decode_blockchain_info(&body)
     }
 
     /// `GET /tx/{txid}`: the transaction, checked against `txid` and the
     /// configured network.
     pub async fn tx(&self, txid: &TxId) -> Result<IndexedTx, ChronikError> {
-        let path = format!("/tx/{txid}");
-        let body = self.get(&path).await?;
-        let msg =
-            proto::Tx::decode(body.as_slice()).map_err(|source| ChronikError::BadProtobuf {
-                path: path.clone(),
-                message: "Tx",
-                source,
-            })?;
-        check_tx(&path, txid, &msg, self.config.network)
+        let body = self.get(&tx_path(txid)).await?;
+        decode_tx_response(&body, txid, self.config.network)
     }
 
     /// GET with failover and back-off (see the module documentation).
@@ -366,13 +338,7 @@ impl ChronikClient {
         if status == reqwest::StatusCode::OK {
             return Ok(body);
         }
-        let (code, message) = match proto::Error::decode(body.as_slice()) {
-            Ok(e) => (e.error_code, e.msg),
-            Err(_) => (
-                String::new(),
-                format!("undecodable error body of {} bytes", body.len()),
-            ),
-        };
+        let (code, message) = decode_error_body(&body);
         if status == reqwest::StatusCode::NOT_FOUND {
             return Err(ChronikError::NotFound {
                 path: path.to_owned(),
@@ -396,6 +362,72 @@ impl Indexer for ChronikClient {
 
     async fn tip_height(&self) -> Result<u32, ChronikError> {
         Ok(self.blockchain_info().await?.height)
+    }
+}
+
+const BLOCKCHAIN_INFO_PATH: &str = "/blockchain-info";
+
+fn tx_path(txid: &TxId) -> String {
+    format!("/tx/{txid}")
+}
+
+/// Decodes the body of a `GET /blockchain-info` answer (a
+/// [`proto::BlockchainInfo`]) into the chain tip, exactly as
+/// [`ChronikClient::blockchain_info`] does: a negative height or a hash that is
+/// not 32 bytes is a [`ChronikError::MalformedResponse`], undecodable bytes a
+/// [`ChronikError::BadProtobuf`]. Public so that the decoder can be tested and
+/// fuzzed without a server.
+pub fn decode_blockchain_info(body: &[u8]) -> Result<ChainTip, ChronikError> {
+    let path = BLOCKCHAIN_INFO_PATH;
+    let info = proto::BlockchainInfo::decode(body).map_err(|source| ChronikError::BadProtobuf {
+        path: path.to_owned(),
+        message: "BlockchainInfo",
+        source,
+    })?;
+    let height = u32::try_from(info.tip_height).map_err(|_| ChronikError::MalformedResponse {
+        path: path.to_owned(),
+        reason: format!("negative tip height {}", info.tip_height),
+    })?;
+    let hash: [u8; 32] =
+        info.tip_hash
+            .as_slice()
+            .try_into()
+            .map_err(|_| ChronikError::MalformedResponse {
+                path: path.to_owned(),
+                reason: format!("tip hash has {} bytes", info.tip_hash.len()),
+            })?;
+    Ok(ChainTip { hash, height })
+}
+
+/// Decodes the body of a `GET /tx/{requested}` answer (a [`proto::Tx`]) and
+/// checks it, exactly as [`ChronikClient::tx`] does: the message must report
+/// `network`, name `requested` as its txid, and rebuild into a transaction
+/// whose recomputed txid is `requested`. Public so that the decoder can be
+/// tested and fuzzed without a server.
+pub fn decode_tx_response(
+    body: &[u8],
+    requested: &TxId,
+    network: Network,
+) -> Result<IndexedTx, ChronikError> {
+    let path = tx_path(requested);
+    let msg = proto::Tx::decode(body).map_err(|source| ChronikError::BadProtobuf {
+        path: path.clone(),
+        message: "Tx",
+        source,
+    })?;
+    check_tx(&path, requested, &msg, network)
+}
+
+/// Decodes the [`proto::Error`] body of a non-200 answer into its error code
+/// and message; an undecodable body gives an empty code and a message saying
+/// so (the HTTP status still reports the failure).
+pub fn decode_error_body(body: &[u8]) -> (String, String) {
+    match proto::Error::decode(body) {
+        Ok(e) => (e.error_code, e.msg),
+        Err(_) => (
+            String::new(),
+            format!("undecodable error body of {} bytes", body.len()),
+        ),
     }
 }
 
@@ -593,6 +625,56 @@ mod tests {
             check_tx("/tx", &txid, &no_prev, Network::Xpi),
             Err(ChronikError::MalformedResponse { .. })
         ));
+    }
+
+    #[test]
+    fn public_decoders_match_the_client() {
+        let tx = sample();
+        let txid = tx.txid();
+        let body = proto::Tx::from_transaction(&tx, None, Network::Xpi).encode_to_vec();
+        let indexed = decode_tx_response(&body, &txid, Network::Xpi).unwrap();
+        assert_eq!((indexed.tx, indexed.block_height), (tx, None));
+        assert!(matches!(
+            decode_tx_response(&[0xff], &txid, Network::Xpi),
+            Err(ChronikError::BadProtobuf { message: "Tx", .. })
+        ));
+
+        let info = proto::BlockchainInfo {
+            tip_hash: vec![7; 32],
+            tip_height: 144,
+        };
+        assert_eq!(
+            decode_blockchain_info(&info.encode_to_vec()).unwrap(),
+            ChainTip {
+                hash: [7; 32],
+                height: 144
+            }
+        );
+        let short = proto::BlockchainInfo {
+            tip_hash: vec![7; 31],
+            tip_height: 1,
+        };
+        assert!(matches!(
+            decode_blockchain_info(&short.encode_to_vec()),
+            Err(ChronikError::MalformedResponse { .. })
+        ));
+
+        let error = proto::Error {
+            error_code: "tx-not-found".into(),
+            msg: "no such tx".into(),
+            is_user_error: true,
+        };
+        assert_eq!(
+            decode_error_body(&error.encode_to_vec()),
+            ("tx-not-found".to_owned(), "no such tx".to_owned())
+        );
+        assert_eq!(
+            decode_error_body(&[0xff, 0xff]),
+            (
+                String::new(),
+                "undecodable error body of 2 bytes".to_owned()
+            )
+        );
     }
 
     #[test]

@@ -30,6 +30,11 @@ use tracing::debug;
 
 use super::DirectCounters;
 
+/// Peers with stream requests waiting for a connection. When the map is
+/// full, requests whose callers have given up are dropped; if it is still
+/// full, a request for yet another peer fails at once.
+pub(crate) const MAX_WAITING_PEERS: usize = 1024;
+
 /// The answer to a request for an outbound stream.
 pub(crate) type StreamReply = oneshot::Sender<Result<Stream, String>>;
 
@@ -90,6 +95,24 @@ impl StreamBehaviour {
         if let Some(waker) = self.waker.take() {
             waker.wake();
         }
+    }
+
+    /// Whether one more peer may wait for a connection (pruning requests
+    /// whose callers have given up when the map is full).
+    fn has_room_to_wait(&mut self) -> bool {
+        if self.waiting.len() >= MAX_WAITING_PEERS {
+            self.waiting.retain(|_, replies| {
+                replies.retain(|r| !r.is_closed());
+                !replies.is_empty()
+            });
+        }
+        self.waiting.len() < MAX_WAITING_PEERS
+    }
+
+    /// Peers waiting for a connection.
+    #[cfg(test)]
+    pub(crate) fn waiting_peers(&self) -> usize {
+        self.waiting.len()
     }
 
     fn handler(&self, peer: PeerId) -> StreamHandler {
@@ -185,6 +208,10 @@ impl NetworkBehaviour for StreamBehaviour {
                     event: reply,
                 });
             } else {
+                if !self.waiting.contains_key(&peer) && !self.has_room_to_wait() {
+                    let _ = reply.send(Err("too many peers being dialled".into()));
+                    continue;
+                }
                 let waiting = self.waiting.entry(peer).or_default();
                 waiting.retain(|r| !r.is_closed());
                 if waiting.is_empty() {
@@ -279,5 +306,55 @@ impl ConnectionHandler for StreamHandler {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    /// Hands `n` requests for distinct peers to the behaviour; returns the
+    /// answers' receivers.
+    fn request(
+        behaviour: &mut StreamBehaviour,
+        opener: &mpsc::Sender<OpenRequest>,
+        n: usize,
+    ) -> Vec<oneshot::Receiver<Result<Stream, String>>> {
+        let answers = (0..n)
+            .map(|_| {
+                let (reply, answer) = oneshot::channel();
+                opener
+                    .try_send(OpenRequest {
+                        peer: PeerId::random(),
+                        reply,
+                    })
+                    .unwrap();
+                answer
+            })
+            .collect();
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let _ = NetworkBehaviour::poll(behaviour, &mut cx);
+        answers
+    }
+
+    #[test]
+    fn peers_waiting_for_a_dial_are_bounded_and_abandoned_ones_pruned() {
+        let counters = Arc::new(DirectCounters::default());
+        let protocol = StreamProtocol::new("/test/1");
+        let (mut behaviour, opener, _incoming) =
+            StreamBehaviour::new(protocol, 4 * MAX_WAITING_PEERS, counters);
+        // Requests whose callers stay: the map fills, and one more fails at once.
+        let live = request(&mut behaviour, &opener, MAX_WAITING_PEERS);
+        assert_eq!(behaviour.waiting_peers(), MAX_WAITING_PEERS);
+        let mut refused = request(&mut behaviour, &opener, 1);
+        let answer = refused.pop().unwrap().try_recv().unwrap();
+        assert!(answer.is_err());
+        assert_eq!(behaviour.waiting_peers(), MAX_WAITING_PEERS);
+        // The callers give up: their entries make room for new peers.
+        drop(live);
+        let _new = request(&mut behaviour, &opener, 10);
+        assert_eq!(behaviour.waiting_peers(), 10);
     }
 }

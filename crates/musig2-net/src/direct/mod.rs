@@ -31,11 +31,12 @@ use tracing::debug;
 
 use crate::NetError;
 use crate::codec::{Ack, FrameCodec};
-use crate::node::NetEvent;
 
 mod behaviour;
+mod inbox;
 
 pub(crate) use behaviour::{OpenRequest, StreamBehaviour};
+pub(crate) use inbox::{Admit, Inbox, forward};
 
 /// Inbound direct-message streams served at once, from all peers (also the
 /// capacity of the queue of new streams).
@@ -46,7 +47,14 @@ pub const MAX_STREAMS_PER_PEER: usize = 4;
 /// Counters of the direct-message layer.
 #[derive(Debug, Default)]
 pub(crate) struct DirectCounters {
+    /// Every `Busy` answer (the sum of the two below).
     pub(crate) busy: AtomicU64,
+    /// `Busy` because the sender's own queue was full.
+    pub(crate) busy_peer: AtomicU64,
+    /// `Busy` because all queues together were full.
+    pub(crate) busy_global: AtomicU64,
+    /// Messages of blocked peers dropped from the queue or refused.
+    pub(crate) dropped_blocked: AtomicU64,
     pub(crate) inbound_failures: AtomicU64,
     pub(crate) streams_refused: AtomicU64,
 }
@@ -65,6 +73,8 @@ pub(crate) struct Direct {
     idle_timeout: Duration,
     outbound: Mutex<HashMap<PeerId, Arc<tokio::sync::Mutex<Outbound>>>>,
     pub(crate) counters: Arc<DirectCounters>,
+    /// Inbound messages waiting for the application.
+    pub(crate) inbox: Arc<Inbox>,
 }
 
 impl std::fmt::Debug for Direct {
@@ -86,6 +96,7 @@ impl Direct {
         request_timeout: Duration,
         idle_timeout: Duration,
         counters: Arc<DirectCounters>,
+        inbox: Arc<Inbox>,
     ) -> Self {
         Self {
             opener,
@@ -94,7 +105,28 @@ impl Direct {
             idle_timeout,
             outbound: Mutex::new(HashMap::new()),
             counters,
+            inbox,
         }
+    }
+
+    /// Whether this node is sending to `peer` (a send is under way, or its
+    /// outbound stream is open).
+    pub(crate) fn is_sending(&self, peer: &PeerId) -> bool {
+        lock(&self.outbound).contains_key(peer)
+    }
+
+    /// Drops `peer`'s waiting inbound messages and refuses its later ones.
+    pub(crate) fn block(&self, peer: PeerId) {
+        let dropped = self.inbox.block(peer);
+        self.counters
+            .dropped_blocked
+            .fetch_add(dropped as u64, Ordering::Relaxed);
+        lock(&self.outbound).remove(&peer);
+    }
+
+    /// Accepts `peer`'s inbound messages again.
+    pub(crate) fn unblock(&self, peer: &PeerId) {
+        self.inbox.unblock(peer);
     }
 
     /// Sends one message and waits for its acknowledgement. A stream that was
@@ -168,20 +200,24 @@ impl Direct {
     }
 
     /// Closes outbound streams that were not used for the idle timeout, so
-    /// that they do not keep their connections open.
+    /// that they do not keep their connections open, and forgets peers with
+    /// no stream and no send under way (e.g. a peer that was never reached),
+    /// so the map holds only peers this node is talking to.
     pub(crate) fn close_idle(&self) {
-        let slots: Vec<_> = lock(&self.outbound).values().cloned().collect();
-        for slot in slots {
-            // A slot in use is not idle.
-            if let Ok(mut slot) = slot.try_lock()
-                && slot
-                    .stream
-                    .as_ref()
-                    .is_some_and(|(_, used)| used.elapsed() >= self.idle_timeout)
+        lock(&self.outbound).retain(|_, slot| {
+            // A slot in use is neither idle nor forgotten.
+            let Ok(mut slot) = slot.try_lock() else {
+                return true;
+            };
+            if slot
+                .stream
+                .as_ref()
+                .is_some_and(|(_, used)| used.elapsed() >= self.idle_timeout)
             {
                 slot.stream = None;
             }
-        }
+            slot.stream.is_some()
+        });
     }
 }
 
@@ -190,7 +226,7 @@ pub(crate) async fn serve<S>(
     mut incoming: mpsc::Receiver<(PeerId, S)>,
     codec: FrameCodec,
     idle_timeout: Duration,
-    events: mpsc::Sender<NetEvent>,
+    inbox: Arc<Inbox>,
     counters: Arc<DirectCounters>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -215,10 +251,10 @@ pub(crate) async fn serve<S>(
             debug!(%peer, "direct stream refused: too many open");
             continue;
         }
-        let (codec, events, counters) = (codec.clone(), events.clone(), counters.clone());
+        let (codec, inbox, counters) = (codec.clone(), inbox.clone(), counters.clone());
         let (open, per_peer) = (open.clone(), per_peer.clone());
         tokio::spawn(async move {
-            serve_stream(peer, stream, &codec, idle_timeout, &events, &counters).await;
+            serve_stream(peer, stream, &codec, idle_timeout, &inbox, &counters).await;
             open.fetch_sub(1, Ordering::AcqRel);
             let mut per_peer = lock(&per_peer);
             if let Some(n) = per_peer.get_mut(&peer) {
@@ -229,6 +265,7 @@ pub(crate) async fn serve<S>(
             }
         });
     }
+    inbox.close();
 }
 
 /// Reads requests from one stream and acknowledges each, until the stream
@@ -238,7 +275,7 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     codec: &FrameCodec,
     idle_timeout: Duration,
-    events: &mpsc::Sender<NetEvent>,
+    inbox: &Inbox,
     counters: &DirectCounters,
 ) {
     loop {
@@ -252,13 +289,24 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Ok(Ok(payload)) => payload,
         };
-        let ack = match events.try_send(NetEvent::Direct { peer, payload }) {
-            Ok(()) => Ack::Accepted,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+        let ack = match inbox.push(peer, payload) {
+            Admit::Queued => Ack::Accepted,
+            Admit::PeerFull => {
                 counters.busy.fetch_add(1, Ordering::Relaxed);
+                counters.busy_peer.fetch_add(1, Ordering::Relaxed);
                 Ack::Busy
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => break,
+            Admit::Full => {
+                counters.busy.fetch_add(1, Ordering::Relaxed);
+                counters.busy_global.fetch_add(1, Ordering::Relaxed);
+                Ack::Busy
+            }
+            Admit::Blocked => {
+                counters.dropped_blocked.fetch_add(1, Ordering::Relaxed);
+                debug!(%peer, "direct message from a blocked peer; closing the stream");
+                break;
+            }
+            Admit::Closed => break,
         };
         let Ok(answer) = postcard::to_allocvec(&ack) else {
             break;
@@ -275,13 +323,15 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
 mod tests {
     use super::*;
     use crate::codec::WIRE_VERSION;
+    use crate::node::NetEvent;
     use futures::AsyncReadExt;
     use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 
     const IDLE: Duration = Duration::from_secs(60);
 
     /// A served in-memory stream: the client end, the application's queue
-    /// and the counters.
+    /// (fed by the forwarder from an inbox holding `queue` messages per peer
+    /// and in all) and the counters.
     fn served(
         queue: usize,
     ) -> (
@@ -292,12 +342,14 @@ mod tests {
     ) {
         let (client, server) = tokio::io::duplex(1 << 16);
         let (events, app) = mpsc::channel(queue);
+        let inbox = Arc::new(Inbox::new(queue, queue));
+        tokio::spawn(forward(inbox.clone(), events));
         let counters = Arc::new(DirectCounters::default());
         let peer = PeerId::random();
         let codec = FrameCodec::new(1000);
         let c = counters.clone();
         let task = tokio::spawn(async move {
-            serve_stream(peer, server.compat(), &codec, IDLE, &events, &c).await;
+            serve_stream(peer, server.compat(), &codec, IDLE, &inbox, &c).await;
         });
         (client.compat(), app, counters, task)
     }
@@ -324,13 +376,95 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_full_application_queue_answers_busy_and_counts_it() {
-        let (mut client, _app, counters, _) = served(1);
-        assert_eq!(request(&mut client, b"first").await, Ack::Accepted);
-        assert_eq!(request(&mut client, b"second").await, Ack::Busy);
-        assert_eq!(counters.busy.load(Ordering::Relaxed), 1);
-        // The stream stays usable.
-        assert_eq!(request(&mut client, b"third").await, Ack::Busy);
+    async fn a_full_queue_answers_busy_and_counts_it() {
+        // No forwarder: nothing leaves the inbox.
+        let inbox = Inbox::new(1, 8);
+        let counters = DirectCounters::default();
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let mut client = client.compat();
+        let codec = FrameCodec::new(1000);
+        let served = serve_stream(
+            PeerId::random(),
+            server.compat(),
+            &codec,
+            IDLE,
+            &inbox,
+            &counters,
+        );
+        let asks = async {
+            assert_eq!(request(&mut client, b"first").await, Ack::Accepted);
+            assert_eq!(request(&mut client, b"second").await, Ack::Busy);
+            // The stream stays usable.
+            assert_eq!(request(&mut client, b"third").await, Ack::Busy);
+            client.close().await.unwrap();
+        };
+        futures::join!(served, asks);
+        assert_eq!(counters.busy.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.busy_peer.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.busy_global.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_flooding_peer_gets_busy_and_another_peer_gets_through() {
+        const PER_PEER: usize = 8;
+        let (incoming, streams) = mpsc::channel(16);
+        let inbox = Arc::new(Inbox::new(PER_PEER, 64));
+        let counters = Arc::new(DirectCounters::default());
+        tokio::spawn(serve(
+            streams,
+            FrameCodec::new(1000),
+            IDLE,
+            inbox.clone(),
+            counters.clone(),
+        ));
+        let open = |peer: PeerId| {
+            let incoming = incoming.clone();
+            async move {
+                let (client, server) = tokio::io::duplex(1 << 16);
+                incoming.send((peer, server.compat())).await.unwrap();
+                client.compat()
+            }
+        };
+        let (flooder, honest) = (PeerId::random(), PeerId::random());
+        // The application is slow (reads nothing yet); the flooder sends 200.
+        let mut flood = open(flooder).await;
+        let mut busy = 0;
+        for i in 0..200u32 {
+            if request(&mut flood, &i.to_be_bytes()).await == Ack::Busy {
+                busy += 1;
+            }
+        }
+        assert_eq!(busy, 200 - PER_PEER);
+        // The honest peer's messages are all accepted.
+        let mut other = open(honest).await;
+        for i in 0..PER_PEER as u8 {
+            assert_eq!(request(&mut other, &[i]).await, Ack::Accepted);
+        }
+        assert_eq!(
+            counters.busy_peer.load(Ordering::Relaxed),
+            (200 - PER_PEER) as u64
+        );
+        assert_eq!(counters.busy_global.load(Ordering::Relaxed), 0);
+        // When the application reads, the peers take turns: every honest
+        // message arrives within the first 2 × PER_PEER.
+        let (events, mut app) = mpsc::channel(4);
+        tokio::spawn(forward(inbox, events));
+        let mut honest_seen = Vec::new();
+        for _ in 0..2 * PER_PEER {
+            match timeout(Duration::from_secs(10), app.recv())
+                .await
+                .unwrap()
+                .unwrap()
+            {
+                NetEvent::Direct { peer, payload } if peer == honest => honest_seen.push(payload),
+                NetEvent::Direct { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            honest_seen,
+            (0..PER_PEER as u8).map(|i| vec![i]).collect::<Vec<_>>()
+        );
     }
 
     #[tokio::test]
@@ -363,13 +497,13 @@ mod tests {
     #[tokio::test]
     async fn streams_beyond_the_per_peer_limit_are_refused_and_counted() {
         let (incoming, streams) = mpsc::channel(16);
-        let (events, _app) = mpsc::channel(64);
+        let inbox = Arc::new(Inbox::new(64, 64));
         let counters = Arc::new(DirectCounters::default());
         tokio::spawn(serve(
             streams,
             FrameCodec::new(1000),
             IDLE,
-            events,
+            inbox,
             counters.clone(),
         ));
         let open = |peer: PeerId| {
