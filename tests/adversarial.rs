@@ -721,6 +721,284 @@ async fn live_path_rejects_replays_skew_and_impostor_finalization() {
     cluster.shutdown().await;
 }
 
+// --- M2: blacklists reach the transport ----------------------------------------
+
+/// A peer that earns a blacklisting (ten forged joins) is blocked at the
+/// transport: its connection closes and it can no longer deliver anything,
+/// while the honest signers still sign.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blacklisted_peer_is_cut_off_at_the_transport() {
+    let cfg = CoordinatorConfig {
+        auto_join: false,
+        ..config()
+    };
+    let mut cluster = LocalCluster::start(2, cfg).await.unwrap();
+    let (_, session) = announce(&cluster, [40; 32]).await;
+    let target = &cluster.nodes[0];
+    let victim_key = cluster.nodes[1].keypair.public_key();
+    let victim = target
+        .coordinator
+        .get_session(session)
+        .unwrap()
+        .signers
+        .iter()
+        .position(|k| *k == victim_key)
+        .unwrap();
+    let mut rogue = Byzantine::near(target).await;
+    for _ in 0..10 {
+        rogue.forged_join(target, session, victim, victim_key).await;
+    }
+    let me = rogue.peer_id();
+    let net = target.coordinator.net().clone();
+    tokio::time::timeout(WAIT, async {
+        while !net.blocked_peers().await.unwrap().contains(&me) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the blacklisted peer was never blocked");
+    assert!(!net.connected_peers().await.unwrap().contains(&me));
+    // It cannot get another frame in.
+    let bytes = musig2_coordinator::wire::encode(&musig2_coordinator::wire::WireMessage {
+        session_id: session,
+        sequence: 99,
+        sent_at: now_ms(),
+        body: Body::SessionAbort { reason: "x".into() },
+    })
+    .unwrap();
+    assert!(
+        rogue
+            .net
+            .send(target.coordinator.local_peer_id(), bytes)
+            .await
+            .is_err()
+    );
+    // The honest pair still signs (a new request).
+    cluster
+        .sign([41; 32], SigningMetadata::default(), |_, _| {})
+        .await
+        .unwrap();
+    assert_no_honest_peer_penalised(&cluster);
+    cluster.shutdown().await;
+}
+
+// --- M3: connection crowd-out --------------------------------------------------
+
+/// 55 cheap identities hold idle connections to the announcer (over its
+/// limit of 50): its dials to and messages with the co-signers still go
+/// through, and the session completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_general_connection_flood_does_not_block_co_signers() {
+    let mut cluster = LocalCluster::start(3, config()).await.unwrap();
+    let addr = cluster.nodes[0].coordinator.multiaddrs().await.unwrap()[0].clone();
+    let target = cluster.nodes[0].coordinator.local_peer_id();
+    let mut idle = Vec::new();
+    for _ in 0..55 {
+        let b = Byzantine::near(&cluster.nodes[0]).await;
+        b.net.dial(addr.clone()).await.unwrap();
+        idle.push(b);
+    }
+    // The flooders hold most of its 50 general slots before the session starts.
+    wait_until_async(|| async {
+        let mut connected = 0;
+        for b in &idle {
+            if b.net.connected_peers().await.unwrap().contains(&target) {
+                connected += 1;
+            }
+        }
+        connected >= 40
+    })
+    .await;
+    let outcome = cluster
+        .sign([47; 32], SigningMetadata::default(), |_, _| {})
+        .await
+        .unwrap();
+    for node in &cluster.nodes {
+        assert!(
+            node.coordinator
+                .get_final_signature(outcome.session_id)
+                .is_ok()
+        );
+    }
+    assert_no_honest_peer_penalised(&cluster);
+    for b in idle {
+        b.net.shutdown().await;
+    }
+    cluster.shutdown().await;
+}
+
+// --- M4: a flooder does not fail honest sessions ---------------------------------
+
+/// A peer floods a signer with frames while a session runs: the flooder
+/// alone pays (Busy, penalties), the session completes, and no honest peer
+/// is blamed with `DELIVERY_FAILED`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_message_flood_does_not_fail_honest_sessions() {
+    let mut cluster = LocalCluster::start(3, config()).await.unwrap();
+    let rogue = Byzantine::near(&cluster.nodes[0]).await;
+    let target = cluster.nodes[0].coordinator.local_peer_id();
+    let flood = {
+        let net = rogue.net.clone();
+        tokio::spawn(async move {
+            for i in 0..20_000u32 {
+                let _ = net.send(target, i.to_be_bytes().repeat(8)).await;
+            }
+        })
+    };
+    let outcome = cluster
+        .sign([42; 32], SigningMetadata::default(), |_, _| {})
+        .await;
+    flood.abort();
+    outcome.unwrap();
+    assert_no_honest_peer_penalised(&cluster);
+    rogue
+        .wait_until_penalised(&cluster.nodes[0], |s| s.spam_count > 0)
+        .await;
+    cluster.shutdown().await;
+}
+
+// --- Q5: index spoofing and impostor finalization on the live path -------------
+
+/// A participant that claims another signer's index in its nonce share
+/// fails the session naming itself (the authenticated sender), never the
+/// signer it impersonated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_claiming_another_index_is_named() {
+    let mut cluster = LocalCluster::start(3, config()).await.unwrap();
+    let (_, session) = announce(&cluster, [43; 32]).await;
+    for node in cluster.nodes.iter_mut() {
+        wait_ready(node, session).await;
+    }
+    let liar = index_of(&cluster, session, 2);
+    let impersonated = index_of(&cluster, session, 1);
+    let kp = Keypair::random(&mut rand::rng());
+    let (_, nonce) = musig2_core::nonce_gen(
+        &mut rand::rng(),
+        kp.public_key(),
+        musig2_core::NonceGenInputs::default(),
+    );
+    Byzantine::send_as(
+        &cluster.nodes[2],
+        &cluster.nodes[0],
+        session,
+        50,
+        Body::NonceCommit {
+            signer_index: impersonated as u32,
+            commitment: musig2_core::NonceCommitment::commit(&session, &kp.public_key(), &nonce),
+        },
+    )
+    .await;
+    let (code, signer, culprits, message) = session_error(&mut cluster.nodes[0]).await;
+    assert_eq!(code, ErrorCode::InvalidContribution, "{message}");
+    assert_eq!((signer, culprits), (Some(liar), vec![liar]));
+    let s = score(&cluster.nodes[0], &cluster.nodes[1]);
+    assert!(s.is_clean(), "the impersonated signer was penalised: {s:?}");
+    cluster.shutdown().await;
+}
+
+/// After completion, a `SignatureFinalized` from a signer that is not the
+/// coordinator (even with the right signature) confirms nothing: failover
+/// still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_coordinators_finalization_confirms_nothing() {
+    let mut cluster = LocalCluster::start(3, config()).await.unwrap();
+    let (session, _) = cluster
+        .sign_until_complete([44; 32], SigningMetadata::default(), &mut |_, _| {})
+        .await
+        .unwrap();
+    let signature = cluster.nodes[0]
+        .coordinator
+        .get_final_signature(session)
+        .unwrap()
+        .signature;
+    let coordinator = (0..3)
+        .find(|i| cluster.nodes[*i].coordinator.is_coordinator(session))
+        .unwrap();
+    let impostor = (coordinator + 1) % 3;
+    let target = (coordinator + 2) % 3;
+    Byzantine::send_as(
+        &cluster.nodes[impostor],
+        &cluster.nodes[target],
+        session,
+        1_000,
+        Body::SignatureFinalized { signature },
+    )
+    .await;
+    wait_until(|| cluster.nodes[target].coordinator.counters().late_messages >= 1).await;
+    cluster.nodes[target]
+        .coordinator
+        .trigger_coordinator_failover(session)
+        .unwrap();
+    let attempt = cluster.nodes[target]
+        .wait_for(WAIT, |e| match e {
+            CoordinatorEvent::CoordinatorFailed {
+                session_id,
+                attempt,
+            } if *session_id == session => Some(*attempt),
+            CoordinatorEvent::BroadcastConfirmed(id) if *id == session => Some(0),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        attempt, 2,
+        "the impostor's finalization was taken as a confirmation"
+    );
+    cluster.shutdown().await;
+}
+
+// --- L3: a bound on signers ------------------------------------------------------
+
+/// A request naming more signers than `max_signers_per_request` is refused
+/// before any key aggregation or state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_signer_list_is_refused() {
+    let mut cluster = LocalCluster::start(2, config()).await.unwrap();
+    let mut rogue = Byzantine::near(&cluster.nodes[0]).await;
+    let victim = cluster.nodes[0].keypair.public_key();
+    rogue
+        .oversized_request(&cluster.nodes[0], victim, 101)
+        .await;
+    rogue
+        .wait_until_penalised(&cluster.nodes[0], |s| s.spam_count > 0)
+        .await;
+    assert_eq!(cluster.nodes[0].coordinator.state_sizes().pending, 0);
+    assert_eq!(open_sessions(&cluster.nodes[0]), 0);
+    cluster
+        .sign([45; 32], SigningMetadata::default(), |_, _| {})
+        .await
+        .unwrap();
+    cluster.shutdown().await;
+}
+
+// --- H7: the DHT store keeps only valid records under their own key ----------------
+
+/// A peer tries to overwrite a node's session record with garbage and with a
+/// validly signed record of another session: neither is stored, and a
+/// co-signer that joins by session id (legacy `join_session`, DHT lookup)
+/// gets the real announcement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dht_records_cannot_be_overwritten() {
+    let cfg = CoordinatorConfig {
+        auto_join: false,
+        ..config()
+    };
+    let mut cluster = LocalCluster::start(2, cfg).await.unwrap();
+    let (_, session) = announce(&cluster, [46; 32]).await;
+    let rogue = Byzantine::near(&cluster.nodes[0]).await;
+    rogue.overwrite_session_record(session).await;
+    let node1 = &cluster.nodes[1];
+    node1
+        .coordinator
+        .join_session(session, &node1.keypair)
+        .await
+        .unwrap();
+    for node in cluster.nodes.iter_mut() {
+        wait_ready(node, session).await;
+    }
+    cluster.shutdown().await;
+}
+
 /// Drives a ready session (commitments already published) to completion.
 async fn drive_to_completion(cluster: &mut LocalCluster, session: [u8; 32]) {
     for node in cluster.nodes.iter_mut() {
@@ -752,6 +1030,17 @@ async fn drive_to_completion(cluster: &mut LocalCluster, session: [u8; 32]) {
         .await
         .unwrap();
     }
+}
+
+/// Polls an async condition until it holds (fails the test after 30 s).
+async fn wait_until_async<F: std::future::Future<Output = bool>>(mut condition: impl FnMut() -> F) {
+    tokio::time::timeout(WAIT, async {
+        while !condition().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("condition not met in time");
 }
 
 /// Polls a condition until it holds (fails the test after 30 s).

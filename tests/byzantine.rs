@@ -249,6 +249,63 @@ impl Byzantine {
     }
 }
 
+impl Byzantine {
+    /// Sends a validly signed request naming `victim` and `n - 1` other keys.
+    pub async fn oversized_request(&mut self, target: &ClusterNode, victim: PublicKey, n: usize) {
+        let creator = Keypair::random(&mut rand::rng());
+        let mut signers = vec![victim, creator.public_key()];
+        signers.extend((2..n).map(|_| Keypair::random(&mut rand::rng()).public_key()));
+        let a = SessionAnnouncement::new_signed(
+            SessionRequest {
+                signers,
+                message: [0xcc; 32],
+                creator_peer_id: self.peer_id().to_string(),
+                creator_addrs: vec![],
+                metadata: SigningMetadata::default(),
+                election_method: "lexicographic".into(),
+                nonce_commitments: true,
+                coordinator_election: true,
+                created_at: now_ms(),
+                expires_at: now_ms() + 3_600_000,
+                request_nonce: [9; 32],
+            },
+            &creator,
+        )
+        .unwrap();
+        self.send_body(target, [0; 32], Body::SigningRequest(Box::new(a)))
+            .await;
+    }
+
+    /// Puts garbage, and a validly signed announcement of another session,
+    /// under `musig2-session:<session>`.
+    pub async fn overwrite_session_record(&self, session: [u8; 32]) {
+        let key = format!("musig2-session:{}", hex(&session)).into_bytes();
+        let _ = self.net.put_record(key.clone(), vec![0xab; 200]).await;
+        let creator = Keypair::random(&mut rand::rng());
+        let other = SessionAnnouncement::new_signed(
+            SessionRequest {
+                signers: vec![creator.public_key()],
+                message: [0xbb; 32],
+                creator_peer_id: self.peer_id().to_string(),
+                creator_addrs: vec![],
+                metadata: SigningMetadata::default(),
+                election_method: "lexicographic".into(),
+                nonce_commitments: true,
+                coordinator_election: true,
+                created_at: now_ms(),
+                expires_at: now_ms() + 3_600_000,
+                request_nonce: [8; 32],
+            },
+            &creator,
+        )
+        .unwrap();
+        let _ = self
+            .net
+            .put_record(key, postcard::to_allocvec(&other).unwrap())
+            .await;
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

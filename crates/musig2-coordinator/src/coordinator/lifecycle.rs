@@ -265,21 +265,29 @@ impl Inner {
             security.drain_events()
         };
         for e in events {
-            if let SecurityEvent::PeerBlacklisted { peer, .. } = &e
-                && let Ok(peer) = PeerId::from_str(peer.as_str())
-            {
-                self.cut_off(peer);
+            let peer = PeerId::from_str(e.peer().as_str()).ok();
+            match (&e, peer) {
+                (SecurityEvent::PeerBlacklisted { .. }, Some(peer)) => self.cut_off(peer),
+                (SecurityEvent::PeerUnblacklisted { .. }, Some(peer)) => {
+                    let net = self.net.clone();
+                    tokio::spawn(async move {
+                        let _ = net.unblock_peer(peer).await;
+                    });
+                }
+                _ => {}
             }
             self.emit(CoordinatorEvent::Security(e));
         }
     }
 
-    /// A blacklisted peer: drop what it has queued here and disconnect it.
+    /// A blacklisted peer: drop what it has queued here, and block it at the
+    /// transport (its connections close, new ones are refused, its queued
+    /// direct messages are dropped).
     fn cut_off(&self, peer: PeerId) {
         lock(&self.state).orphans.drop_peer(&peer);
         let net = self.net.clone();
         tokio::spawn(async move {
-            let _ = net.disconnect(peer).await;
+            let _ = net.block_peer(peer).await;
         });
     }
 }

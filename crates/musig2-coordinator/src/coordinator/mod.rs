@@ -23,6 +23,7 @@ mod discovery;
 mod inbound;
 mod lifecycle;
 mod outbound;
+mod records;
 mod state;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -145,6 +146,14 @@ impl Coordinator {
         config: CoordinatorConfig,
         clock: Arc<dyn Clock + Send + Sync>,
     ) -> Result<Self, CoordinatorError> {
+        // The DHT store takes only our records, each valid under its own key.
+        let mut net_config = net_config;
+        net_config.dht_key_prefixes = records::prefixes();
+        net_config.dht_max_value_size = config.security.max_advertisement_size;
+        let record_clock = Arc::clone(&clock);
+        net_config.record_validator = Some(musig2_net::RecordValidator::new(move |key, value| {
+            records::is_valid(key, value, record_clock.now_ms())
+        }));
         let (net, net_events) = musig2_net::start(node_key, net_config).await?;
         net.subscribe(REQUESTS_TOPIC).await?;
         for t in TransactionType::ALL {
