@@ -234,6 +234,38 @@ pub enum InputError {
     InvalidSignature,
 }
 
+/// Why an input cannot be signed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignError {
+    /// The signature hash cannot be computed.
+    #[error(transparent)]
+    Sighash(#[from] SighashError),
+    /// The Taproot key cannot be tweaked.
+    #[error(transparent)]
+    Taproot(#[from] TaprootError),
+    /// The spent output is not of the kind this call signs.
+    #[error("input {index}: the spent output is not of the kind this call signs")]
+    WrongScript {
+        /// The input.
+        index: usize,
+    },
+    /// The key does not own the spent output.
+    #[error("input {index}: the key does not own the spent output")]
+    KeyMismatch {
+        /// The input.
+        index: usize,
+    },
+    /// The signed input does not verify (or the hash type is refused).
+    #[error("input {index}: {reason}")]
+    Input {
+        /// The input.
+        index: usize,
+        /// Why.
+        reason: InputError,
+    },
+}
+
 /// Why a transaction does not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

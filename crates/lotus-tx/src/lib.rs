@@ -13,6 +13,7 @@ pub mod error;
 pub mod hash;
 pub mod script;
 pub mod sighash;
+mod sign;
 pub mod taproot;
 pub mod transaction;
 mod verify;
@@ -20,7 +21,8 @@ mod verify;
 pub use address::{Address, Destination, Network};
 pub use encode::{MAX_COMPACT_SIZE, write_compact_size};
 pub use error::{
-    AddressError, DecodeError, InputError, ParseHexError, SighashError, TaprootError, VerifyError,
+    AddressError, DecodeError, InputError, ParseHexError, SighashError, SignError, TaprootError,
+    VerifyError,
 };
 pub use hash::{hash160, merkle_root, sha256d};
 pub use script::ScriptKind;

@@ -186,7 +186,9 @@ pub enum ScriptExecution<'a> {
 impl<'a> ScriptExecution<'a> {
     /// What lotusd's interpreter uses for a spend of `spent_script` with a
     /// signature in the scriptSig: a Taproot key path for P2TR, otherwise the
-    /// scriptPubKey itself with no `OP_CODESEPARATOR`.
+    /// scriptPubKey itself with no `OP_CODESEPARATOR` — right for P2PKH and
+    /// bare scripts. A P2SH spend executes its redeem script, which the spent
+    /// output does not contain: build [`ScriptExecution::Script`] with it.
     pub fn consensus(spent_script: &'a [u8]) -> Self {
         match ScriptKind::of(spent_script) {
             ScriptKind::P2tr { .. } => Self::KeyPath,

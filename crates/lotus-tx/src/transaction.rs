@@ -26,7 +26,7 @@
 //!                       || lock_time u32 LE)
 //! ```
 //!
-//! The tree is [`merkle_root`](crate::hash::merkle_root). The transaction
+//! The tree is [`crate::merkle_root`]. The transaction
 //! [`hash`](Transaction::hash) is `SHA256d` of the whole serialization.
 
 use alloc::string::String;

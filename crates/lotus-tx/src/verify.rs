@@ -17,7 +17,7 @@
 
 use musig2_core::{PublicKey, Signature, schnorr};
 
-use crate::error::{InputError, VerifyError};
+use crate::error::{InputError, SighashError, VerifyError};
 use crate::hash::hash160;
 use crate::script::{ScriptKind, pushes};
 use crate::sighash::{ScriptExecution, SighashAlgorithm, SighashType};
@@ -42,10 +42,16 @@ impl Transaction {
 
     /// Verifies the signature of input `index`.
     pub fn verify_input(&self, index: usize, spent_outputs: &[TxOutput]) -> Result<(), InputError> {
+        let inputs = self.inputs.len();
+        if spent_outputs.len() != inputs {
+            return Err(SighashError::SpentOutputCount {
+                spent: spent_outputs.len(),
+                inputs,
+            }
+            .into());
+        }
         let (Some(input), Some(spent)) = (self.inputs.get(index), spent_outputs.get(index)) else {
-            // Reported with the same error the sighash would give.
-            self.sighash(index, spent_outputs, SighashType::ALL_FORKID)?;
-            return Err(InputError::UnsupportedScript);
+            return Err(SighashError::InputOutOfRange { index, inputs }.into());
         };
         match ScriptKind::of(&spent.script) {
             ScriptKind::P2pkh { hash } => {
@@ -157,6 +163,49 @@ fn is_strict_der(sig: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transaction::{OutPoint, TxId, TxInput};
+    use alloc::vec;
+
+    #[test]
+    fn counts_and_unsupported_scripts() {
+        let tx = Transaction {
+            version: 2,
+            inputs: vec![TxInput {
+                prev_out: OutPoint::new(TxId::from_internal_bytes([1; 32]), 0),
+                script_sig: vec![0x51],
+                sequence: 0,
+            }],
+            outputs: vec![TxOutput::new(1, vec![0x6a])],
+            lock_time: 0,
+        };
+        assert_eq!(
+            tx.verify(&[]),
+            Err(VerifyError::SpentOutputCount {
+                spent: 0,
+                inputs: 1
+            })
+        );
+        let spent = [TxOutput::new(5, vec![0x51])];
+        assert_eq!(
+            tx.verify_input(1, &spent),
+            Err(InputError::Sighash(SighashError::InputOutOfRange {
+                index: 1,
+                inputs: 1
+            }))
+        );
+        assert_eq!(
+            tx.verify(&spent),
+            Err(VerifyError::Input {
+                index: 0,
+                reason: InputError::UnsupportedScript
+            })
+        );
+        let p2pkh = [TxOutput::new(5, crate::script::p2pkh(&[0; 20]))];
+        assert_eq!(
+            tx.verify_input(0, &p2pkh),
+            Err(InputError::MalformedScriptSig("not push-only"))
+        );
+    }
 
     #[test]
     fn strict_der() {

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use lotus_tx::script::{self, ScriptKind};
 use lotus_tx::{
     Address, DecodeError, InputError, Network, ScriptExecution, SighashError, SighashType,
-    TaprootKey, Transaction, TxId, TxOutput, VerifyError, hash160, merkle_root, sha256d,
+    SignError, TaprootKey, Transaction, TxId, TxOutput, VerifyError, hash160, merkle_root, sha256d,
     tweak_secret_key,
 };
 use musig2_core::{
@@ -555,6 +555,105 @@ fn check_forkid_components(
     let mut shifted = tx.inputs[index].sequence.to_le_bytes().to_vec();
     shifted.extend(&hash_outputs[..28]);
     assert_eq!(shifted, hx(&c["hash_outputs"]));
+}
+
+/// Signing the unsigned transactions with this crate gives lotus-sdk's signed
+/// transactions byte for byte (ECDSA inputs, which this crate does not sign,
+/// take the vector's scriptSig).
+#[test]
+fn signing_reproduces_lotus_sdk() {
+    let v = load();
+    let mut signed_inputs = 0;
+    let mut refusals = 0;
+    for case in list(&v["cases"]) {
+        let name = s(&case["name"]);
+        let mut tx = Transaction::parse(&hx(&case["unsigned_tx_hex"])).unwrap();
+        let spent = spent_outputs(&case["spent_outputs"]);
+        for (index, input) in list(&case["inputs"]).iter().enumerate() {
+            let keys = &input["keys"];
+            let t = ty(&input["sighash_type"]);
+            let kind = s(&input["kind"]);
+            let result = match (kind, s(&input["signing_method"])) {
+                ("p2pkh", "schnorr") => {
+                    // A key that does not own the output is refused.
+                    let other = SecretKey::from_bytes(&[1u8; 32]).unwrap();
+                    assert_eq!(
+                        tx.sign_p2pkh_schnorr(index, &spent, t, &other),
+                        Err(SignError::KeyMismatch { index })
+                    );
+                    refusals += 1;
+                    tx.sign_p2pkh_schnorr(index, &spent, t, &seckey(&keys["privkey"]))
+                }
+                ("p2pkh", "ecdsa") => {
+                    tx.inputs[index].script_sig = hx(&input["script_sig_hex"]);
+                    tx.verify_input(index, &spent)
+                        .map_err(|reason| SignError::Input { index, reason })
+                }
+                ("p2tr-key", "schnorr") => {
+                    let secret = seckey(&keys["internal_privkey"]);
+                    let root = arr32(&keys["merkle_root"]);
+                    // lotus-sdk lets any key "sign" a P2TR input; this crate does not.
+                    let other = SecretKey::from_bytes(&[1u8; 32]).unwrap();
+                    assert_eq!(
+                        tx.sign_taproot_key_path(index, &spent, t, &other, &root),
+                        Err(SignError::KeyMismatch { index })
+                    );
+                    // Nor a FORKID type, nor the P2PKH call.
+                    assert_eq!(
+                        tx.sign_taproot_key_path(
+                            index,
+                            &spent,
+                            SighashType::ALL_FORKID,
+                            &secret,
+                            &root
+                        ),
+                        Err(SignError::Input {
+                            index,
+                            reason: InputError::TaprootKeySpendNotLotus(SighashType::ALL_FORKID)
+                        })
+                    );
+                    assert_eq!(
+                        tx.sign_p2pkh_schnorr(index, &spent, t, &secret),
+                        Err(SignError::WrongScript { index })
+                    );
+                    refusals += 3;
+                    tx.sign_taproot_key_path(index, &spent, t, &secret, &root)
+                }
+                ("p2tr-musig2", "schnorr") => {
+                    let sighash = tx.sighash(index, &spent, t).unwrap();
+                    let signature = remake_musig2(input, &sighash.to_bytes());
+                    // A damaged signature is refused and not written.
+                    let mut damaged = signature.to_bytes();
+                    damaged[63] ^= 1;
+                    let damaged = musig2_core::Signature::from_bytes(&damaged);
+                    let before = tx.inputs[index].script_sig.clone();
+                    assert!(matches!(
+                        tx.set_taproot_key_path_signature(index, &spent, t, &damaged),
+                        Err(SignError::Input {
+                            reason: InputError::InvalidSignature,
+                            ..
+                        })
+                    ));
+                    assert_eq!(tx.inputs[index].script_sig, before);
+                    refusals += 1;
+                    tx.set_taproot_key_path_signature(index, &spent, t, &signature)
+                }
+                other => panic!("unexpected {other:?}"),
+            };
+            assert_eq!(result, Ok(()), "{name}/{index}");
+            signed_inputs += 1;
+        }
+        assert_eq!(
+            hex::encode(tx.serialize()),
+            s(&case["signed_tx_hex"]),
+            "{name}"
+        );
+        assert_eq!(tx.verify(&spent), Ok(()));
+    }
+    assert_eq!(signed_inputs, 68);
+    // 29 P2PKH Schnorr inputs (one refusal each), 23 single-key P2TR inputs
+    // (three each), 13 MuSig2 inputs (one each).
+    assert_eq!(refusals, 29 + 3 * 23 + 13);
 }
 
 #[test]

@@ -255,9 +255,11 @@ impl NetHandle {
     }
 
     /// Blocks a peer: closes every connection to it now, refuses its future
-    /// connections (both ways), and drops the direct messages it has waiting
-    /// for the application (counted in [`NetMetrics::direct_dropped_blocked`]).
-    /// Lasts until [`NetHandle::unblock_peer`]; not persisted.
+    /// connections (both ways), drops the direct messages it has waiting
+    /// for the application (counted in [`NetMetrics::direct_dropped_blocked`]),
+    /// removes it from the DHT routing table and drops gossip it authored,
+    /// even when relayed by others. Lasts until [`NetHandle::unblock_peer`];
+    /// not persisted (the application re-applies its blacklist on start).
     pub async fn block_peer(&self, peer: PeerId) -> Result<(), NetError> {
         self.direct.block(peer);
         self.call(|r| Command::Block(peer, r)).await
@@ -573,7 +575,8 @@ struct PeerConns {
     dialed: usize,
     /// Open connections the peer dialled.
     inbound: usize,
-    /// When it connected, or last sent us gossip or identify information.
+    /// When it connected, or last relayed gossip the application accepted
+    /// (anything cheaper to fake would let a flooder look busy).
     last_active: Instant,
     /// Being closed by the connection limit: no longer counted or chosen.
     closing: bool,
@@ -742,6 +745,10 @@ impl EventLoop {
                 let _ = reply.send(result);
             }
             Command::Verdict(id, source, verdict) => {
+                if verdict == Verdict::Accept {
+                    // It relayed something the application found valid.
+                    self.touch(&source);
+                }
                 let acceptance = match verdict {
                     Verdict::Accept => gossipsub::MessageAcceptance::Accept,
                     Verdict::Reject => gossipsub::MessageAcceptance::Reject,
@@ -760,10 +767,14 @@ impl EventLoop {
                 // Closes its connections and denies new ones.
                 behaviour.blocked.block_peer(peer);
                 behaviour.kad.remove_peer(&peer);
+                // Gossip it authored is dropped even when others relay it.
+                behaviour.gossipsub.blacklist_peer(&peer);
                 let _ = reply.send(Ok(()));
             }
             Command::Unblock(peer, reply) => {
-                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                let behaviour = self.swarm.behaviour_mut();
+                behaviour.blocked.unblock_peer(peer);
+                behaviour.gossipsub.remove_blacklisted_peer(&peer);
                 let _ = reply.send(Ok(()));
             }
             Command::Blocked(reply) => {
@@ -931,11 +942,17 @@ impl EventLoop {
                 } else {
                     conns.inbound += 1;
                 }
+                let closing = conns.closing;
                 if first && self.enforce_limit(peer_id) {
                     if let Some(conns) = self.connected.get_mut(&peer_id) {
                         conns.announced = true;
                     }
                     self.emit(NetEvent::Peer(PeerEvent::Connected(peer_id)));
+                } else if closing {
+                    // A new connection from a peer the limit is closing (it
+                    // raced the close): it goes too, or it would hold a slot
+                    // nobody counts.
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -982,7 +999,6 @@ impl EventLoop {
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                self.touch(&peer_id);
                 let mut addrs = info.listen_addrs;
                 addrs.truncate(self.config.max_addrs_per_peer.max(1));
                 let kad = &mut self.swarm.behaviour_mut().kad;
@@ -1002,7 +1018,6 @@ impl EventLoop {
                 message_id,
                 message,
             }) => {
-                self.touch(&propagation_source);
                 let event = NetEvent::Gossip {
                     message_id: message_id.clone(),
                     propagation_source,

@@ -16,6 +16,7 @@ pub mod replay;
 pub mod reputation;
 mod rule;
 pub mod sessions;
+pub mod sighash;
 pub mod time;
 
 pub use announcement::{

@@ -132,8 +132,44 @@ fn security_doc_shows_the_phase_table() -> Result<()> {
     Ok(())
 }
 
+/// Whether `sources` define `name` as a test function: a `fn name(` whose
+/// attributes (the lines just above it, past doc comments and other
+/// attributes) include `#[test]` or `#[tokio::test…]`. A `proptest!` case is
+/// written with `#[test]` too; a helper `fn` of the same name does not count.
+fn is_test_fn(sources: &str, name: &str) -> bool {
+    let lines: Vec<&str> = sources.lines().collect();
+    let needle = format!("fn {name}(");
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(_, line)| line.contains(&needle))
+        .any(|(at, _)| {
+            for line in lines[..at].iter().rev().map(|l| l.trim()) {
+                if line.starts_with("#[test]") || line.starts_with("#[tokio::test") {
+                    return true;
+                }
+                if !(line.starts_with("#[") || line.starts_with("//") || line.is_empty()) {
+                    return false;
+                }
+            }
+            false
+        })
+}
+
+#[test]
+fn test_functions_are_told_from_helpers() {
+    let source = "#[test]\n/// Doc.\nfn a_test() {}\n\nfn helper() {}\n\n#[tokio::test(flavor = \"multi_thread\")]\n#[allow(unused)]\nasync fn a_tokio_test() {}\n\nproptest! {\n    #[test]\n    fn a_property(x in 0u8..) {}\n}\n#[cfg(test)]\nfn test_only_helper() {}\n";
+    for name in ["a_test", "a_tokio_test", "a_property"] {
+        assert!(is_test_fn(source, name), "{name}");
+    }
+    for name in ["helper", "test_only_helper", "missing"] {
+        assert!(!is_test_fn(source, name), "{name}");
+    }
+}
+
 /// Every `test_name` in backticks in the "Proof" column of docs/SECURITY.md is
-/// a test function in this crate or in musig2-election.
+/// a test function (`#[test]`, `#[tokio::test]` or a proptest case, not
+/// merely a `fn` of that name) in this crate or in musig2-election.
 #[test]
 fn security_doc_names_real_tests() -> Result<()> {
     let sources = [
@@ -169,8 +205,8 @@ fn security_doc_names_real_tests() -> Result<()> {
                 continue;
             }
             ensure!(
-                sources.contains(&format!("fn {name}(")),
-                "docs/SECURITY.md names a test that does not exist: {name}"
+                is_test_fn(&sources, name),
+                "docs/SECURITY.md names a test that does not exist (or is not a test): {name}"
             );
             named += 1;
         }
