@@ -1,9 +1,16 @@
 //! The project's own automation, run as `cargo xtask <command>`:
 //!
 //! * `ci`: format check, clippy (`-D warnings`), the layering check,
-//!   `cargo deny` where it is installed, the doc tests, and every other test
-//!   (last, so that its summary closes the output). The README's
-//!   test command and `.ci/run` are this command.
+//!   `cargo deny` where it is installed, the doc tests (and, with a nightly
+//!   toolchain, `musig2-core`'s `compile_fail` error codes), a 5-second run of
+//!   every fuzz target, and every other test (last, so that its summary closes
+//!   the output). The README's test command and `.ci/run` are this command.
+//! * `fuzz [--secs N] [TARGET…]`: builds the cargo-fuzz targets in `fuzz/`
+//!   and runs each for N seconds (default 60), printing executions and
+//!   crashes per target; fails on a crash; says so and skips where no nightly
+//!   toolchain or cargo-fuzz can be had (see `fuzz.rs`).
+//! * `fuzz-seeds`: rewrites the checked-in seed corpus `fuzz/seeds/` from the
+//!   project's own encoders.
 //! * `layers`: fails if a crate depends on a crate at its own level or above,
 //!   or if `musig2-core` or `lotus-tx` pulls in an I/O or async crate.
 //! * `bench core`: runs the `musig2-core` criterion benchmarks (ours and the
@@ -22,6 +29,8 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+mod fuzz;
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args
@@ -34,12 +43,42 @@ fn main() -> Result<()> {
         ["layers"] => layers(),
         ["bench", "core"] => bench_core(),
         ["bench", "net"] => bench_net(),
-        _ => {
-            eprintln!("usage: cargo xtask <ci | layers | bench core | bench net>");
-            std::process::exit(2);
-        }
+        ["fuzz", rest @ ..] => fuzz_command(rest),
+        ["fuzz-seeds"] => fuzz::seeds(),
+        _ => usage(),
     }
 }
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: cargo xtask <ci | layers | bench core | bench net | fuzz [--secs N] [TARGET…] | fuzz-seeds>"
+    );
+    std::process::exit(2);
+}
+
+/// `fuzz [--secs N] [TARGET…]`.
+fn fuzz_command(args: &[&str]) -> Result<()> {
+    let mut secs = fuzz::DEFAULT_SECS;
+    let mut targets = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match *arg {
+            "--secs" => {
+                secs = rest
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| *n > 0)
+                    .context("--secs needs a positive number of seconds")?;
+            }
+            flag if flag.starts_with('-') => usage(),
+            target => targets.push(target.to_owned()),
+        }
+    }
+    fuzz::fuzz(secs, &targets)
+}
+
+/// Seconds per fuzz target in `ci`.
+const CI_FUZZ_SECS: u64 = 5;
 
 /// The workspace root of the current directory, found at run time (the
 /// binary may be shared between checkouts through a common target directory).
@@ -111,6 +150,11 @@ fn ci() -> Result<()> {
         "doc tests",
         cargo().args(["test", "--workspace", "--all-features", "--doc"]),
     )?;
+    fuzz::nightly_doc_tests()?;
+    // Every fuzz target for a few seconds (built once; the build lives
+    // outside the clone and is reused by later runs); skipped, with a
+    // message, where no nightly toolchain or cargo-fuzz can be had.
+    fuzz::fuzz(CI_FUZZ_SECS, &[])?;
     if has_subcommand("nextest") {
         run(
             "tests (nextest)",

@@ -42,7 +42,7 @@ fn parse_pubkeys(keys: &[String]) -> Result<Vec<PublicKey>> {
         .collect()
 }
 
-fn parse_seckey(s: &str, what: &str) -> Result<SecretKey> {
+pub fn parse_seckey(s: &str, what: &str) -> Result<SecretKey> {
     let bytes = zeroize::Zeroizing::new(hex_array::<32>(s, what)?);
     SecretKey::from_bytes(&bytes).with_context(|| what.to_string())
 }
@@ -105,6 +105,18 @@ pub fn sign_local(args: &SignLocalArgs) -> Result<Outcome> {
 pub fn sign_in_process(signers: &[Keypair], message: &[u8; 32]) -> Result<(PublicKey, Signature)> {
     let keys = key_sort(&signers.iter().map(Keypair::public_key).collect::<Vec<_>>());
     let ctx = KeyAggContext::<Lotus>::new(&keys)?;
+    let signature = sign_with_context(&ctx, signers, message)?;
+    Ok((ctx.aggregate_pubkey(), signature))
+}
+
+/// One N-of-N Lotus MuSig2 session over `message` under `ctx` (which may
+/// carry a tweak, e.g. the Taproot commitment): one signer per key of `ctx`.
+pub fn sign_with_context(
+    ctx: &KeyAggContext<Lotus>,
+    signers: &[Keypair],
+    message: &[u8; 32],
+) -> Result<Signature> {
+    let keys = ctx.keys();
     let agg_pk = ctx.nonce_gen_agg_pk();
     let mut rng = rand::rng();
     let mut ordered = Vec::with_capacity(keys.len());
@@ -125,14 +137,13 @@ pub fn sign_in_process(signers: &[Keypair], message: &[u8; 32]) -> Result<(Publi
         ordered.push((keypair, secnonce, pubnonce));
     }
     let pubnonces: Vec<_> = ordered.iter().map(|(_, _, n)| *n).collect();
-    let session = SessionContext::new(&ctx, &nonce_agg(&pubnonces), message)?;
+    let session = SessionContext::new(ctx, &nonce_agg(&pubnonces), message)?;
     let psigs = ordered
         .into_iter()
         .enumerate()
         .map(|(index, (keypair, secnonce, _))| sign(secnonce, keypair, index, &session))
         .collect::<Result<Vec<_>, _>>()?;
-    let signature = verify_all_and_aggregate(&session, &psigs, &pubnonces)?;
-    Ok((ctx.aggregate_pubkey(), signature))
+    Ok(verify_all_and_aggregate(&session, &psigs, &pubnonces)?)
 }
 
 #[derive(Debug, Args)]

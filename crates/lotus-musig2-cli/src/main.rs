@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod commands;
 mod demo;
 mod node;
+mod spend;
 mod tx;
 
 /// Lotus MuSig2: key aggregation, signing and verification, compatible with lotus-sdk.
@@ -41,6 +42,9 @@ enum Command {
     Tx(tx::TxCommand),
     /// Print the XAddress of a P2PKH key or a Taproot internal key, or decode one as JSON.
     Address(tx::AddressArgs),
+    /// Spend UTXOs of a MuSig2 group's Taproot address: build, sign in-process
+    /// (`--local`), verify, and print (or broadcast with `--chronik`) as JSON.
+    Spend(spend::SpendArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         Command::Node(args) => node::node(&args),
         Command::Tx(command) => tx::tx(&command),
         Command::Address(args) => tx::address(&args),
+        Command::Spend(args) => spend::spend(&args),
     };
     match result {
         Ok(outcome) => {

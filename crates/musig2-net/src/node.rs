@@ -584,6 +584,20 @@ struct PeerConns {
     announced: bool,
 }
 
+/// The peer the connection limit closes to make room for `keep`: connected
+/// inbound, not protected, not already closing, and least recently active.
+fn least_active_unprotected_inbound(
+    connected: &HashMap<PeerId, PeerConns>,
+    keep: PeerId,
+    is_protected: impl Fn(&PeerId, &PeerConns) -> bool,
+) -> Option<PeerId> {
+    connected
+        .iter()
+        .filter(|(p, c)| **p != keep && !c.closing && c.inbound > 0 && !is_protected(p, c))
+        .min_by_key(|(_, c)| c.last_active)
+        .map(|(p, _)| *p)
+}
+
 struct EventLoop {
     swarm: Swarm<Behaviour>,
     config: NetConfig,
@@ -854,12 +868,8 @@ impl EventLoop {
             self.close_for_limit(peer);
             return false;
         }
-        let victim = self
-            .connected
-            .iter()
-            .filter(|(p, c)| **p != peer && !c.closing && c.inbound > 0 && !self.is_protected(p, c))
-            .min_by_key(|(_, c)| c.last_active)
-            .map(|(p, _)| *p);
+        let victim =
+            least_active_unprotected_inbound(&self.connected, peer, |p, c| self.is_protected(p, c));
         match victim {
             Some(victim) => {
                 self.metrics.connections_evicted += 1;
@@ -942,17 +952,18 @@ impl EventLoop {
                 } else {
                     conns.inbound += 1;
                 }
-                let closing = conns.closing;
-                if first && self.enforce_limit(peer_id) {
-                    if let Some(conns) = self.connected.get_mut(&peer_id) {
-                        conns.announced = true;
-                    }
+                // A new peer, or a new connection from a peer the limit is
+                // closing (it raced the close): judged now. Without the
+                // second case, a reconnect would hold a slot nobody counts.
+                let judge = first || conns.closing;
+                conns.closing = false;
+                if judge
+                    && self.enforce_limit(peer_id)
+                    && let Some(conns) = self.connected.get_mut(&peer_id)
+                    && !conns.announced
+                {
+                    conns.announced = true;
                     self.emit(NetEvent::Peer(PeerEvent::Connected(peer_id)));
-                } else if closing {
-                    // A new connection from a peer the limit is closing (it
-                    // raced the close): it goes too, or it would hold a slot
-                    // nobody counts.
-                    let _ = self.swarm.disconnect_peer_id(peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -1002,13 +1013,14 @@ impl EventLoop {
                 let mut addrs = info.listen_addrs;
                 addrs.truncate(self.config.max_addrs_per_peer.max(1));
                 let kad = &mut self.swarm.behaviour_mut().kad;
+                // Kademlia keeps every address it is given: replace the
+                // peer's list rather than add to it, so repeated identify
+                // pushes cannot grow it past `max_addrs_per_peer`.
+                kad.remove_peer(&peer_id);
                 if info.protocols.contains(&self.kad_protocol) {
                     for addr in &addrs {
                         kad.add_address(&peer_id, addr.clone());
                     }
-                } else {
-                    // Not a DHT server (any more): no place in the routing table.
-                    kad.remove_peer(&peer_id);
                 }
                 self.learn_addrs(peer_id, addrs);
             }
@@ -1161,5 +1173,51 @@ impl EventLoop {
         if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
             query.finish();
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn conns(dialed: usize, inbound: usize, active_secs_ago: u64, now: Instant) -> PeerConns {
+        PeerConns {
+            dialed,
+            inbound,
+            last_active: now - Duration::from_secs(active_secs_ago),
+            closing: false,
+            announced: true,
+        }
+    }
+
+    #[test]
+    fn the_limit_closes_the_least_active_unprotected_inbound_peer_only() {
+        let now = Instant::now();
+        let ids: Vec<PeerId> = (0..6).map(|_| PeerId::random()).collect();
+        let mut connected = HashMap::new();
+        connected.insert(ids[0], conns(1, 0, 900, now)); // we dialled it
+        connected.insert(ids[1], conns(0, 1, 800, now)); // session peer (protected below)
+        connected.insert(ids[2], conns(1, 1, 700, now)); // both ways: ours
+        connected.insert(ids[3], conns(0, 1, 100, now)); // inbound, active lately
+        connected.insert(ids[4], conns(0, 1, 500, now)); // inbound, idle longest
+        connected.insert(ids[5], conns(0, 1, 0, now)); // the newcomer to keep
+        let protected = |p: &PeerId, c: &PeerConns| c.dialed > 0 || *p == ids[1];
+        assert_eq!(
+            least_active_unprotected_inbound(&connected, ids[5], protected),
+            Some(ids[4])
+        );
+        // One already being closed is not chosen twice.
+        connected.get_mut(&ids[4]).unwrap().closing = true;
+        assert_eq!(
+            least_active_unprotected_inbound(&connected, ids[5], protected),
+            Some(ids[3])
+        );
+        // Nothing closable: none.
+        connected.get_mut(&ids[3]).unwrap().closing = true;
+        assert_eq!(
+            least_active_unprotected_inbound(&connected, ids[5], protected),
+            None
+        );
     }
 }

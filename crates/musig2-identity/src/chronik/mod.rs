@@ -8,6 +8,7 @@
 //! | --- | --- | --- | --- |
 //! | [`ChronikClient::tx`] | `GET /tx/{txid}` (display hex) | [`proto::Tx`] | `404` + [`proto::Error`] `tx-not-found` |
 //! | [`ChronikClient::blockchain_info`] | `GET /blockchain-info` | [`proto::BlockchainInfo`] | |
+//! | [`ChronikClient::broadcast_tx`] | `POST /broadcast-tx` with [`proto::BroadcastTxRequest`] | [`proto::BroadcastTxResponse`] | `400` + [`proto::Error`] (e.g. the node refused the transaction) |
 //!
 //! Every non-200 response carries a [`proto::Error`] body, as in chronik-client's
 //! `ensureResponseErrorThrown`.
@@ -18,6 +19,8 @@
 //! capped) before the next pass, up to [`ChronikConfig::retries`] extra passes.
 //! A `4xx` answer (such as `404`) and an undecodable body are final: they come
 //! from a server that answered, so asking again would not change them.
+//! Broadcasting follows the same rules: sending the same transaction twice is
+//! harmless (the node already has it), so a lost answer may be asked again.
 //!
 //! A transaction is never taken on trust: the client checks that the server
 //! reports the configured [`Network`] (XPI for Lotus), that the `txid` field is
@@ -129,6 +132,9 @@ pub enum ChronikError {
         /// The txid of what came back.
         found: TxId,
     },
+    /// The bytes to broadcast are not a Lotus transaction (nothing was sent).
+    #[error("not a transaction: {0}")]
+    InvalidTransaction(#[source] crate::tx::TxError),
     /// A well-formed protobuf whose contents make no sense.
     #[error("{path}: malformed response: {reason}")]
     MalformedResponse {
@@ -270,8 +276,33 @@ impl ChronikClient {
         decode_tx_response(&body, txid, self.config.network)
     }
 
+    /// `POST /broadcast-tx`: hands `raw_tx` to the indexer's node and returns
+    /// its txid. The bytes must parse as a Lotus transaction (checked before
+    /// anything is sent), and the txid the indexer answers must be the one
+    /// computed here from those bytes ([`ChronikError::TxIdMismatch`]
+    /// otherwise). Token checks are never skipped. A refusal by the node
+    /// comes back as [`ChronikError::Status`] with Chronik's error code.
+    pub async fn broadcast_tx(&self, raw_tx: &[u8]) -> Result<TxId, ChronikError> {
+        let expected = Transaction::parse(raw_tx)
+            .map_err(ChronikError::InvalidTransaction)?
+            .txid();
+        let request = proto::BroadcastTxRequest {
+            raw_tx: raw_tx.to_vec(),
+            skip_token_checks: false,
+        };
+        let body = self
+            .request(BROADCAST_TX_PATH, Some(&request.encode_to_vec()))
+            .await?;
+        decode_broadcast_response(&body, &expected)
+    }
+
     /// GET with failover and back-off (see the module documentation).
     async fn get(&self, path: &str) -> Result<Vec<u8>, ChronikError> {
+        self.request(path, None).await
+    }
+
+    /// GET (no body) or POST (a protobuf body) with failover and back-off.
+    async fn request(&self, path: &str, body: Option<&[u8]>) -> Result<Vec<u8>, ChronikError> {
         let n = self.urls.len();
         if n == 0 {
             return Err(ChronikError::NoUrls);
@@ -291,7 +322,7 @@ impl ChronikClient {
                     continue;
                 };
                 attempts = attempts.saturating_add(1);
-                match self.get_once(base, path).await {
+                match self.request_once(base, path, body).await {
                     Ok(body) => {
                         self.working.store(index, Ordering::Relaxed);
                         return Ok(body);
@@ -311,11 +342,22 @@ impl ChronikClient {
         })
     }
 
-    async fn get_once(&self, base: &str, path: &str) -> Result<Vec<u8>, ChronikError> {
+    async fn request_once(
+        &self,
+        base: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Vec<u8>, ChronikError> {
         let url = format!("{base}{path}");
-        let mut response = self
-            .http
-            .get(&url)
+        let request = match body {
+            None => self.http.get(&url),
+            Some(body) => self
+                .http
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
+                .body(body.to_vec()),
+        };
+        let mut response = request
             .header(reqwest::header::ACCEPT, "application/x-protobuf")
             .send()
             .await
@@ -366,6 +408,7 @@ impl Indexer for ChronikClient {
 }
 
 const BLOCKCHAIN_INFO_PATH: &str = "/blockchain-info";
+const BROADCAST_TX_PATH: &str = "/broadcast-tx";
 
 fn tx_path(txid: &TxId) -> String {
     format!("/tx/{txid}")
@@ -416,6 +459,36 @@ pub fn decode_tx_response(
         source,
     })?;
     check_tx(&path, requested, &msg, network)
+}
+
+/// Decodes the body of a `POST /broadcast-tx` answer (a
+/// [`proto::BroadcastTxResponse`]) and checks that it names `expected`, the
+/// txid of the bytes that were sent, exactly as [`ChronikClient::broadcast_tx`]
+/// does. Public so that the decoder can be tested and fuzzed without a server.
+pub fn decode_broadcast_response(body: &[u8], expected: &TxId) -> Result<TxId, ChronikError> {
+    let path = BROADCAST_TX_PATH;
+    let msg =
+        proto::BroadcastTxResponse::decode(body).map_err(|source| ChronikError::BadProtobuf {
+            path: path.to_owned(),
+            message: "BroadcastTxResponse",
+            source,
+        })?;
+    let txid: [u8; 32] =
+        msg.txid
+            .as_slice()
+            .try_into()
+            .map_err(|_| ChronikError::MalformedResponse {
+                path: path.to_owned(),
+                reason: format!("txid has {} bytes", msg.txid.len()),
+            })?;
+    let txid = TxId::from_internal_bytes(txid);
+    if txid != *expected {
+        return Err(ChronikError::TxIdMismatch {
+            requested: *expected,
+            found: txid,
+        });
+    }
+    Ok(txid)
 }
 
 /// Decodes the [`proto::Error`] body of a non-200 answer into its error code

@@ -16,6 +16,8 @@
 //! | `BlockMetadata` | `height` (1), `hash` (2), `timestamp` (3) |
 //! | `OutPoint` | `txid` (1), `out_idx` (2) |
 //! | `Error` | `error_code` (1), `msg` (2), `is_user_error` (3) |
+//! | `BroadcastTxRequest` | `raw_tx` (1), `skip_token_checks` (2; `skip_slp_check` in 0.19) |
+//! | `BroadcastTxResponse` | `txid` (1) |
 //! | enum `Network` | `BCH` 0, `XEC` 1, `XPI` 2, `XRG` 3 |
 //!
 //! Hashes (`txid`, `tip_hash`, block `hash`) are in internal byte order; the
@@ -140,6 +142,26 @@ pub struct Error {
     /// Whether the request was at fault (4xx) rather than the server.
     #[prost(bool, tag = "3")]
     pub is_user_error: bool,
+}
+
+/// `BroadcastTxRequest`: the body of `POST /broadcast-tx`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct BroadcastTxRequest {
+    /// The serialized transaction.
+    #[prost(bytes = "vec", tag = "1")]
+    pub raw_tx: Vec<u8>,
+    /// Broadcast even if the indexer's token checks would refuse it (token
+    /// burns). Always `false` from this crate.
+    #[prost(bool, tag = "2")]
+    pub skip_token_checks: bool,
+}
+
+/// `BroadcastTxResponse`: the answer to `POST /broadcast-tx`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct BroadcastTxResponse {
+    /// The txid of the broadcast transaction (internal byte order).
+    #[prost(bytes = "vec", tag = "1")]
+    pub txid: Vec<u8>,
 }
 
 /// `Network`.

@@ -149,6 +149,8 @@ pub struct ServerState {
     pub tamper: AtomicBool,
     /// Requests received.
     pub hits: AtomicUsize,
+    /// Bodies of `POST /broadcast-tx` requests received, decoded.
+    pub broadcasts: Mutex<Vec<proto::BroadcastTxRequest>>,
 }
 
 impl ServerState {
@@ -161,10 +163,39 @@ impl ServerState {
             fail_next: AtomicUsize::new(0),
             tamper: AtomicBool::new(false),
             hits: AtomicUsize::new(0),
+            broadcasts: Mutex::new(Vec::new()),
         })
     }
 
-    fn respond(&self, path: &str) -> (&'static str, Vec<u8>) {
+    /// `POST /broadcast-tx`: a node's answer. A transaction that does not
+    /// parse is refused with `400`; otherwise it enters the mempool (so
+    /// `GET /tx/{txid}` serves it) and its txid is returned — a wrong one
+    /// when `tamper` is set.
+    fn broadcast(&self, body: &[u8]) -> (&'static str, Vec<u8>) {
+        let Ok(request) = proto::BroadcastTxRequest::decode(body) else {
+            return error("400 Bad Request", "invalid-protobuf", "bad body", true);
+        };
+        self.broadcasts.lock().unwrap().push(request.clone());
+        let Ok(tx) = Transaction::parse(&request.raw_tx) else {
+            return error(
+                "400 Bad Request",
+                "failed-parsing-tx",
+                "Invalid tx encoding",
+                true,
+            );
+        };
+        let mut txid = self.chain.add_raw(&request.raw_tx, None).internal_bytes();
+        assert_eq!(tx.txid().internal_bytes(), txid);
+        if self.tamper.load(Ordering::SeqCst) {
+            txid[0] ^= 1;
+        }
+        let response = proto::BroadcastTxResponse {
+            txid: txid.to_vec(),
+        };
+        ("200 OK", response.encode_to_vec())
+    }
+
+    fn respond(&self, method: &str, path: &str, body: &[u8]) -> (&'static str, Vec<u8>) {
         if self
             .fail_next
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -177,6 +208,12 @@ impl ServerState {
                 "200 OK",
                 b"<html>\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff</html>".to_vec(),
             );
+        }
+        if path == "/broadcast-tx" {
+            if method != "POST" {
+                return error("405 Method Not Allowed", "method", "POST only", true);
+            }
+            return self.broadcast(body);
         }
         if path == "/blockchain-info" {
             let info = proto::BlockchainInfo {
@@ -265,14 +302,35 @@ async fn serve(mut sock: TcpStream, state: Arc<ServerState>) {
             return;
         }
     }
-    let head = String::from_utf8_lossy(&request).into_owned();
+    let end = request.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&request[..end]).into_owned();
+    let method = head.split_whitespace().next().unwrap_or("").to_owned();
     let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    if length > 1 << 20 {
+        return;
+    }
+    let mut body = request[end..].to_vec();
+    while body.len() < length {
+        match sock.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => body.extend_from_slice(&buf[..n]),
+        }
+    }
+    body.truncate(length);
     state.hits.fetch_add(1, Ordering::SeqCst);
     let delay = state.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let (status, body) = state.respond(&path);
+    let (status, body) = state.respond(&method, &path, &body);
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()

@@ -146,6 +146,11 @@ impl Inbox {
         dropped
     }
 
+    /// Whether `peer` is blocked.
+    pub(crate) fn is_blocked(&self, peer: &PeerId) -> bool {
+        self.lock().blocked.contains(peer)
+    }
+
     /// Accepts `peer`'s messages again.
     pub(crate) fn unblock(&self, peer: &PeerId) {
         self.lock().blocked.remove(peer);

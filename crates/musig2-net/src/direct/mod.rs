@@ -139,6 +139,12 @@ impl Direct {
                 limit: self.codec.max_frame(),
             });
         }
+        if self.inbox.is_blocked(&peer) {
+            return Err(NetError::Send {
+                peer: peer.to_string(),
+                detail: "the peer is blocked".into(),
+            });
+        }
         let slot = lock(&self.outbound).entry(peer).or_default().clone();
         let mut slot = slot.lock().await;
         let failed = |detail: String| NetError::Send {
@@ -535,6 +541,37 @@ mod tests {
         let mut other = open(PeerId::random()).await;
         assert_eq!(request(&mut other, b"hi").await, Ack::Accepted);
         assert_eq!(counters.streams_refused.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_was_never_reached_is_forgotten_and_a_blocked_one_not_dialled() {
+        let (opener, mut requests) = mpsc::channel(4);
+        let direct = Direct::new(
+            opener,
+            FrameCodec::new(1000),
+            Duration::from_secs(5),
+            IDLE,
+            Arc::default(),
+            Arc::new(Inbox::new(4, 4)),
+        );
+        // Nobody can open a stream: the request's answer is dropped.
+        tokio::spawn(async move { while requests.recv().await.is_some() {} });
+        let peer = PeerId::random();
+        assert!(direct.send(peer, b"x").await.is_err());
+        assert!(
+            direct.is_sending(&peer),
+            "the slot outlives the failed send"
+        );
+        direct.close_idle();
+        assert!(
+            !direct.is_sending(&peer),
+            "and is forgotten by the next sweep"
+        );
+        let blocked = PeerId::random();
+        direct.block(blocked);
+        let err = direct.send(blocked, b"x").await.unwrap_err();
+        assert!(matches!(&err, NetError::Send { detail, .. } if detail.contains("blocked")));
+        assert!(!direct.is_sending(&blocked));
     }
 
     #[tokio::test]
