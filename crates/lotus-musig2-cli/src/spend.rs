@@ -229,9 +229,14 @@ pub fn spend(args: &SpendArgs) -> Result<Outcome> {
     }
     let raw = tx.serialize();
 
+    // A failed broadcast still reports the signed transaction, so that it can
+    // be broadcast another way.
     let broadcast = match &args.chronik {
         None => None,
-        Some(url) => Some(broadcast(url, &raw)?),
+        Some(url) => Some(
+            broadcast(url, &raw)
+                .with_context(|| format!("signed transaction {txid}: {}", hex::encode(&raw)))?,
+        ),
     };
     if let Some(answered) = broadcast
         && answered != txid

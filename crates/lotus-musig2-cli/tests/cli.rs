@@ -199,6 +199,7 @@ fn help_is_available_for_every_command() {
         "schnorr-sign",
         "demo",
         "elect",
+        "spend",
     ] {
         let out = cli(&[cmd, "--help"]);
         assert!(out.status.success());
