@@ -710,7 +710,25 @@ async fn handle_net_event(inner: &Arc<Inner>, event: NetEvent) {
                     lock(&inner.state).disconnected.remove(peer);
                 }
                 PeerEvent::Disconnected(peer) => {
-                    lock(&inner.state).disconnected.insert(*peer, now);
+                    let in_session = {
+                        let mut state = lock(&inner.state);
+                        state.disconnected.insert(*peer, now);
+                        state
+                            .sessions
+                            .values()
+                            .any(|s| !s.is_done() && s.peers.contains(&Some(*peer)))
+                    };
+                    // An idle connection closes on its own during a long join
+                    // phase (L5): dial a live session's peer straight back,
+                    // so that only a peer that is really gone is blamed after
+                    // the grace period.
+                    if in_session {
+                        let net = inner.net.clone();
+                        let peer = *peer;
+                        tokio::spawn(async move {
+                            let _ = net.dial_peer(peer).await;
+                        });
+                    }
                 }
                 _ => {}
             }
