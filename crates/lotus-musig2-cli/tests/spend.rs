@@ -175,6 +175,25 @@ fn change_below_the_dust_limit_goes_to_the_fee() {
     let decoded: Value = serde_json::from_str(&run_ok(&["tx", "decode", hex])).unwrap();
     assert_eq!(decoded["outputs"].as_array().unwrap().len(), 1);
     assert_eq!(tx_verify(&result).status.code(), Some(0));
+
+    // At the boundary: change of exactly 546 sats is kept, 545 is not.
+    for (payment, change) in [(999_062u64, Some(546u64)), (999_063, None)] {
+        let to = format!("{}:{payment}", regtest_p2pkh());
+        let result = spend(&[
+            "--utxo",
+            UTXO_A,
+            "--to",
+            &to,
+            "--fee-rate",
+            "2",
+            "--network",
+            "regtest",
+        ]);
+        assert_eq!(result["change"].as_u64(), change, "{result}");
+        let fee = result["fee"].as_u64().unwrap();
+        assert_eq!(1_000_000 - payment - change.unwrap_or(0), fee);
+        assert_eq!(tx_verify(&result).status.code(), Some(0));
+    }
 }
 
 #[test]
