@@ -486,9 +486,16 @@ async fn a_forged_join_does_not_end_the_session() {
         ))
     });
     assert!(
-        rogue_score.spam_count > 0,
+        rogue_score.invalid_signatures > 0,
         "the forger is not penalised: {rogue_score:?}"
     );
+    // The signer it impersonated is not.
+    let victim_score = cluster.nodes[0].coordinator.with_security(|s| {
+        s.peer_score(&musig2_security::PeerId::new(
+            cluster.nodes[1].coordinator.local_peer_id().to_string(),
+        ))
+    });
+    assert!(victim_score.is_clean(), "{victim_score:?}");
     rogue.shutdown().await;
     cluster.shutdown().await;
 }

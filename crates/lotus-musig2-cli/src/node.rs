@@ -281,10 +281,12 @@ async fn run(config: NodeConfig) -> Result<Outcome> {
                 session_id,
                 code,
                 signer,
+                culprits,
                 message,
+                ..
             } => {
                 emit(
-                    json!({"event": "session-error", "session_id": hex::encode(session_id), "code": code.as_str(), "signer": signer, "message": message}),
+                    json!({"event": "session-error", "session_id": hex::encode(session_id), "code": code.as_str(), "signer": signer, "culprits": culprits, "message": message}),
                 );
                 Ok(())
             }

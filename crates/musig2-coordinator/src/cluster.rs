@@ -6,11 +6,12 @@
 //! [`LocalCluster::sign`] drives a session the way an application does: it
 //! reacts to each node's events by calling that node's API.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use musig2_core::{Keypair, PublicKey};
 use musig2_net::{NetConfig, NetHandle, NodeKeypair};
-use musig2_security::{SigningMetadata, TransactionType};
+use musig2_security::{Clock, SigningMetadata, SystemClock, TransactionType};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::CoordinatorError;
@@ -144,9 +145,31 @@ impl LocalCluster {
         Self::start_with_configs(nodes).await
     }
 
+    /// [`LocalCluster::start`] with every node on the injected `clock`
+    /// (timeouts and expiry then move only when the test moves the clock).
+    pub async fn start_with_clock(
+        n: usize,
+        config: CoordinatorConfig,
+        clock: Arc<dyn Clock + Send + Sync>,
+    ) -> Result<Self, CoordinatorError> {
+        let mut rng = rand::rng();
+        let nodes = (0..n)
+            .map(|_| (Keypair::random(&mut rng), config.clone()))
+            .collect();
+        Self::start_with_configs_and_clock(nodes, clock).await
+    }
+
     /// [`LocalCluster::start`] with a signing key and a configuration per node.
     pub async fn start_with_configs(
         nodes_keys: Vec<(Keypair, CoordinatorConfig)>,
+    ) -> Result<Self, CoordinatorError> {
+        Self::start_with_configs_and_clock(nodes_keys, Arc::new(SystemClock)).await
+    }
+
+    /// [`LocalCluster::start_with_configs`] with every node on `clock`.
+    pub async fn start_with_configs_and_clock(
+        nodes_keys: Vec<(Keypair, CoordinatorConfig)>,
+        clock: Arc<dyn Clock + Send + Sync>,
     ) -> Result<Self, CoordinatorError> {
         let (bootstrap, mut bootstrap_events) =
             musig2_net::start(NodeKeypair::generate_ed25519(), NetConfig::loopback()).await?;
@@ -157,8 +180,13 @@ impl LocalCluster {
         for (keypair, config) in nodes_keys {
             let mut net = NetConfig::loopback();
             net.bootstrap_peers = bootstrap_addrs.clone();
-            let coordinator =
-                Coordinator::start(NodeKeypair::generate_ed25519(), net, config).await?;
+            let coordinator = Coordinator::start_with_clock(
+                NodeKeypair::generate_ed25519(),
+                net,
+                config,
+                Arc::clone(&clock),
+            )
+            .await?;
             let events = coordinator.subscribe();
             wait_for_addrs(coordinator.net()).await?;
             nodes.push(ClusterNode {

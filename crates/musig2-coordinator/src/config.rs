@@ -46,6 +46,13 @@ pub struct CoordinatorConfig {
     pub disconnect_grace: Duration,
     /// A round that waits longer than this for contributions fails, naming who is missing.
     pub round_timeout: Duration,
+    /// A session whose signers have not all joined this long after it was
+    /// opened here (or by the request's expiry, if sooner) fails with
+    /// `JOIN_TIMEOUT`, naming every signer that did not join.
+    pub join_timeout: Duration,
+    /// Completed sessions kept (signature, failover) after their security
+    /// slot is released; beyond it the oldest is forgotten.
+    pub completed_capacity: usize,
     /// How often the coordinator checks the two timeouts above.
     pub sweep_interval: Duration,
     /// The security layer's limits.
@@ -79,6 +86,8 @@ impl Default for CoordinatorConfig {
             discovery_timeout: Duration::from_secs(30),
             disconnect_grace: Duration::from_secs(10),
             round_timeout: Duration::from_secs(120),
+            join_timeout: Duration::from_secs(10 * 60),
+            completed_capacity: 1024,
             sweep_interval: Duration::from_millis(250),
             security: SecurityConfig::default(),
             event_capacity: 4096,

@@ -25,6 +25,9 @@ pub enum ErrorCode {
     ParticipantDisconnected,
     /// A round did not complete in time; the error names who is missing.
     RoundTimeout,
+    /// Not every signer joined before the join deadline; the error names
+    /// every signer that did not.
+    JoinTimeout,
     /// A participant aborted the session.
     Aborted,
     /// The session expired or got stuck (`cleanup_expired_sessions`).
@@ -44,6 +47,7 @@ impl ErrorCode {
             Self::InvalidContribution => "INVALID_CONTRIBUTION",
             Self::ParticipantDisconnected => "PARTICIPANT_DISCONNECTED",
             Self::RoundTimeout => "ROUND_TIMEOUT",
+            Self::JoinTimeout => "JOIN_TIMEOUT",
             Self::Aborted => "SESSION_ABORTED",
             Self::Expired => "SESSION_EXPIRED",
             Self::DeliveryFailed => "DELIVERY_FAILED",
@@ -98,8 +102,12 @@ pub enum CoordinatorEvent {
         session_id: SessionId,
         /// A stable code.
         code: ErrorCode,
-        /// The sorted index of the signer at fault, if any.
+        /// The sorted index of the signer at fault, if any (the first of
+        /// `culprits`).
         signer: Option<usize>,
+        /// Every signer at fault: for a timeout, every signer whose join or
+        /// contribution is missing; for a disconnection, every signer gone.
+        culprits: Vec<usize>,
         /// Details.
         message: String,
     },

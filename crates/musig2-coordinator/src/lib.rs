@@ -5,6 +5,8 @@ pub mod cluster;
 pub mod config;
 pub mod coordinator;
 pub mod events;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod session;
 pub mod wire;
 

@@ -48,6 +48,34 @@ impl Fault {
     }
 }
 
+/// The extra input of every nonce this process draws:
+/// `SHA256(session_id ‖ process salt ‖ counter)`. The salt is 32 bytes from
+/// the OS generator drawn once per process and the counter never repeats in
+/// a process, so a cloned process or a restored VM snapshot whose random
+/// generator state repeats still feeds different inputs into BIP327's
+/// NonceGen (defence in depth: the random draw itself comes from the OS).
+pub(crate) fn nonce_extra_input(session_id: &SessionId) -> [u8; 32] {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SALT: OnceLock<[u8; 32]> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let salt = SALT.get_or_init(|| {
+        use rand::TryRngCore;
+        let mut salt = [0u8; 32];
+        if rand::rngs::OsRng.try_fill_bytes(&mut salt).is_err() {
+            // No OS generator: the thread generator is seeded from the OS too.
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut salt);
+        }
+        salt
+    });
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut bytes = [0u8; 72];
+    bytes[..32].copy_from_slice(session_id);
+    bytes[32..64].copy_from_slice(salt);
+    bytes[64..].copy_from_slice(&count.to_be_bytes());
+    musig2_core::hash::sha256(&bytes)
+}
+
 /// A misuse of the API (wrong phase, unknown key): not a session failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -83,6 +111,8 @@ pub(crate) struct Session {
     pub progressed_at: Millis,
     /// When the session was opened here.
     pub started_at: Millis,
+    /// When it completed here.
+    pub completed_at: Option<Millis>,
 }
 
 /// Node-level choices a session follows.
@@ -169,6 +199,7 @@ impl Session {
             next_sequence: vec![0; n],
             progressed_at: now,
             started_at: now,
+            completed_at: None,
         })
     }
 
@@ -262,16 +293,18 @@ impl Session {
         self.progressed_at = now;
     }
 
-    /// A signer's join. `from_peer` is the authenticated sender.
-    pub fn on_join(
-        &mut self,
+    /// Checks a signer's join without recording anything: the key is the
+    /// one at `index`, the join names the authenticated sender `from_peer`,
+    /// and the signature under that key verifies. A join that fails here was
+    /// not sent by the signer it names, so it must not take any slot.
+    pub fn verify_join(
+        &self,
         index: usize,
         pubkey: &PublicKey,
         peer_id: &str,
         signature: &Signature,
         from_peer: &PeerId,
-        now: Millis,
-    ) -> Result<Vec<Action>, Fault> {
+    ) -> Result<(), Fault> {
         let bad = |m: &str| Fault::blame(ErrorCode::InvalidContribution, index, m.to_string());
         if self.keys.get(index) != Some(pubkey) {
             return Err(bad("join names a key that is not at its index"));
@@ -284,7 +317,20 @@ impl Session {
             &join_digest(&self.request_id, pubkey, peer_id),
             signature,
         )
-        .map_err(|_| bad("join signature is invalid"))?;
+        .map_err(|_| bad("join signature is invalid"))
+    }
+
+    /// A signer's join. `from_peer` is the authenticated sender.
+    pub fn on_join(
+        &mut self,
+        index: usize,
+        pubkey: &PublicKey,
+        peer_id: &str,
+        signature: &Signature,
+        from_peer: &PeerId,
+        now: Millis,
+    ) -> Result<Vec<Action>, Fault> {
+        self.verify_join(index, pubkey, peer_id, signature, from_peer)?;
         if let (Some(p), Some(j)) = (self.peers.get_mut(index), self.joined.get_mut(index)) {
             *p = Some(*from_peer);
             *j = true;
@@ -324,7 +370,7 @@ impl Session {
                 secret_key: Some(self.keypair.secret_key()),
                 aggregate_pubkey: Some(&agg_pk),
                 message: Some(&self.announcement.message),
-                extra_input: Some(&self.session_id),
+                extra_input: Some(&nonce_extra_input(&self.session_id)),
             },
         );
         self.secnonce = Some(secnonce);
@@ -740,6 +786,24 @@ mod tests {
     use super::*;
     use musig2_security::{SessionRequest, SigningMetadata};
     use rand::SeedableRng;
+
+    /// I1: the same session driven twice with a generator that repeats its
+    /// stream (a cloned process, a restored snapshot) still draws different
+    /// nonces, because the extra input carries a per-process salt and a
+    /// counter.
+    #[test]
+    fn a_repeated_random_stream_still_gives_fresh_nonces() {
+        let (mut first, _) = sessions(false);
+        let (mut second, _) = sessions(false);
+        let (Some(a), Some(b)) = (first.get_mut(0), second.get_mut(0)) else {
+            panic!("no session");
+        };
+        let n1 = a.generate_nonce(&mut rand::rngs::StdRng::seed_from_u64(5));
+        let n2 = b.generate_nonce(&mut rand::rngs::StdRng::seed_from_u64(5));
+        assert_ne!(n1, n2);
+        let id = [7u8; 32];
+        assert_ne!(nonce_extra_input(&id), nonce_extra_input(&id));
+    }
 
     /// Three sessions, one per signer, wired together by hand.
     fn sessions(commitments: bool) -> (Vec<Session>, Vec<Keypair>) {

@@ -122,6 +122,7 @@ type Reply<T> = oneshot::Sender<Result<T, NetError>>;
 enum Command {
     ListenAddrs(Reply<Vec<Multiaddr>>),
     Dial(Multiaddr, Reply<()>),
+    DialPeer(PeerId, Reply<()>),
     AddAddress(PeerId, Multiaddr, Reply<()>),
     PutRecord(Vec<u8>, Vec<u8>, Reply<()>),
     GetRecord(Vec<u8>, Reply<Vec<u8>>),
@@ -190,6 +191,13 @@ impl NetHandle {
     /// Dials an address (returns once the dial has started).
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
         self.call(|r| Command::Dial(addr, r)).await
+    }
+
+    /// Dials a peer by id, at the addresses the node knows for it (returns
+    /// once the dial has started; an error if none is known or the peer is
+    /// blocked).
+    pub async fn dial_peer(&self, peer: PeerId) -> Result<(), NetError> {
+        self.call(|r| Command::DialPeer(peer, r)).await
     }
 
     /// Tells the swarm and the DHT where a peer can be reached; when this
@@ -696,6 +704,12 @@ impl EventLoop {
                     );
                 }
                 let result = self.swarm.dial(addr).map_err(|e| NetError::Dial {
+                    detail: e.to_string(),
+                });
+                let _ = reply.send(result);
+            }
+            Command::DialPeer(peer, reply) => {
+                let result = self.swarm.dial(peer).map_err(|e| NetError::Dial {
                     detail: e.to_string(),
                 });
                 let _ = reply.send(result);

@@ -215,22 +215,15 @@ impl SecurityManager {
         let skew = self.config.max_timestamp_skew_ms;
         let max = self.config.max_signers_per_request;
         let count = announcement.required_pubkeys.len();
-        announcement
-            .validate()
-            .and_then(|()| {
-                if count > max {
-                    Err(Violation::Malformed(Malformation::TooManySigners {
-                        count,
-                        max,
-                    }))
-                } else {
-                    Ok(())
-                }
-            })
-            .and_then(|()| {
-                content::check_timestamp(announcement.created_at, now, skew, delivery.is_live())
-            })
-            .and_then(|()| content::check_not_expired(announcement.expires_at, now))
+        announcement.validate()?;
+        if count > max {
+            return Err(Violation::Malformed(Malformation::TooManySigners {
+                count,
+                max,
+            }));
+        }
+        content::check_timestamp(announcement.created_at, now, skew, delivery.is_live())?;
+        content::check_not_expired(announcement.expires_at, now)
     }
 
     /// Judges a session announcement read from the DHT, which any peer can

@@ -1,0 +1,230 @@
+//! Discovery: finding a co-signer's peer (directory, then DHT), verifying
+//! signer advertisements and announcements, and handling a verified request
+//! that names one of our keys.
+//!
+//! A DHT record is not its author speaking: anyone can store any value under
+//! any key. Records are therefore verified without blaming anyone
+//! (`verify_dht_*`), while gossip is judged against its authenticated author.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use musig2_core::PublicKey;
+use musig2_net::{Multiaddr, PeerId};
+use musig2_security::{Delivery, Millis, SessionAnnouncement, SignerAdvertisement};
+use tracing::{debug, info, warn};
+
+use super::{Coordinator, Inner, SIGNER_KEY_PREFIX, decode_exact, lock, sec_peer};
+use crate::CoordinatorError;
+use crate::config::JoinDecision;
+use crate::events::CoordinatorEvent;
+
+/// Auto-connect dials at most this many advertised addresses a minute, so
+/// a flood of advertisements cannot turn the node into a dialling reflector.
+const AUTO_DIALS_PER_MINUTE: u32 = 10;
+/// Sessions still waiting for joins that one creator key may hold here
+/// through automatic joins: a creator that names signers who never join can
+/// tie up at most this many of our session slots until the join timeout.
+const AUTO_JOINING_PER_CREATOR: usize = 2;
+
+impl Inner {
+    /// Finds the peer of a signer key: the directory, else the DHT.
+    pub(super) async fn resolve(
+        self: &Arc<Self>,
+        key: PublicKey,
+    ) -> Result<PeerId, CoordinatorError> {
+        let deadline = tokio::time::Instant::now() + self.config.discovery_timeout;
+        let record = format!("{SIGNER_KEY_PREFIX}{key}").into_bytes();
+        let mut wait = Duration::from_millis(25);
+        loop {
+            if let Some(peer) = lock(&self.state).directory.get(&key) {
+                return Ok(*peer);
+            }
+            if let Ok(value) = self.net.get_record(record.clone()).await
+                && let Some(peer) = self.accept_advertisement(&value, None).await
+                && lock(&self.state).directory.get(&key) == Some(&peer)
+            {
+                return Ok(peer);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(CoordinatorError::SignerNotFound(key.to_string()));
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Verifies a signer advertisement and records where its key lives.
+    /// `author` is the authenticated gossip author; `None` means the DHT,
+    /// where a bad record is counted and blamed on nobody. Returns the
+    /// advertised peer.
+    pub(super) async fn accept_advertisement(
+        self: &Arc<Self>,
+        bytes: &[u8],
+        author: Option<PeerId>,
+    ) -> Option<PeerId> {
+        let ad: SignerAdvertisement = decode_exact(bytes)?;
+        let peer = PeerId::from_str(&ad.peer_id).ok()?;
+        let now = self.clock.now_ms();
+        let verdict = {
+            let mut security = lock(&self.security);
+            match author {
+                Some(a) => security
+                    .check_signer_advertisement(
+                        &sec_peer(&a),
+                        Delivery::Gossip,
+                        bytes.len(),
+                        &ad,
+                        now,
+                    )
+                    .map_err(|r| r.to_string()),
+                None => security
+                    .verify_dht_advertisement(bytes.len(), &ad, now)
+                    .map_err(|v| v.to_string()),
+            }
+        };
+        if let Err(rejection) = verdict {
+            debug!(%rejection, "signer advertisement rejected");
+            return None;
+        }
+        let addrs: Vec<Multiaddr> = ad
+            .multiaddrs
+            .iter()
+            .filter_map(|a| Multiaddr::from_str(a).ok())
+            .collect();
+        let new = {
+            let mut state = lock(&self.state);
+            state.remember_addrs(peer, addrs.clone());
+            state.directory.insert(ad.pubkey, peer) != Some(peer)
+        };
+        for addr in addrs.iter().take(super::state::ADDRESSES_PER_PEER) {
+            let _ = self.net.add_address(peer, addr.clone()).await;
+        }
+        if new {
+            if peer != self.net.local_peer_id()
+                && let Some(addr) = addrs.first()
+                && self.may_auto_dial(&peer, now)
+            {
+                let _ = self.net.dial(addr.clone()).await;
+            }
+            self.emit(CoordinatorEvent::SignerDiscovered(Box::new(ad)));
+        }
+        Some(peer)
+    }
+
+    /// Auto-connect: enabled, the peer reputable enough, and within the
+    /// dial budget.
+    fn may_auto_dial(&self, peer: &PeerId, now: Millis) -> bool {
+        if !self.config.enable_auto_connect {
+            return false;
+        }
+        let reputable = lock(&self.security).is_reputable(
+            &sec_peer(peer),
+            self.config.min_reputation_auto_connect,
+            now,
+        );
+        if !reputable {
+            return false;
+        }
+        let mut state = lock(&self.state);
+        let (window, count) = &mut state.auto_dials;
+        if now.saturating_sub(*window) >= 60_000 {
+            *window = now;
+            *count = 0;
+        }
+        if *count >= AUTO_DIALS_PER_MINUTE {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    /// An announcement from the DHT: verified, never blamed on anyone.
+    pub(super) async fn fetch_announcement(
+        self: &Arc<Self>,
+        key: String,
+    ) -> Result<SessionAnnouncement, CoordinatorError> {
+        let value = self
+            .net
+            .get_record(key.into_bytes())
+            .await
+            .map_err(|_| CoordinatorError::UnknownRequest)?;
+        let now = self.clock.now_ms();
+        let a: SessionAnnouncement =
+            decode_exact(&value).ok_or(CoordinatorError::UnknownRequest)?;
+        lock(&self.security)
+            .verify_dht_announcement(value.len(), &a, now)
+            .map_err(|v| CoordinatorError::InvalidRequest(v.to_string()))?;
+        Ok(a)
+    }
+
+    /// A verified announcement that names one of our keys: remember it,
+    /// tell the application, and join if the policy says so.
+    pub(super) fn on_announcement(self: &Arc<Self>, announcement: SessionAnnouncement) {
+        let request_id = announcement.request_id;
+        let ours = {
+            let mut state = lock(&self.state);
+            // Known, or a session that ended here recently: a late copy
+            // (gossip, the DHT) must not open a second run of it.
+            if state.requests.contains_key(&request_id)
+                || state.pending.contains_key(&request_id)
+                || state
+                    .ended
+                    .contains_key(&announcement.session_id().to_bytes())
+            {
+                return;
+            }
+            let ours = state
+                .keys
+                .iter()
+                .find(|k| announcement.required_pubkeys.contains(&k.public_key()))
+                .cloned();
+            if ours.is_some() {
+                if let Ok(peer) = PeerId::from_str(&announcement.creator_peer_id) {
+                    state.directory.insert(announcement.creator_pubkey, peer);
+                    let addrs = announcement
+                        .creator_addrs
+                        .iter()
+                        .filter_map(|a| Multiaddr::from_str(a).ok())
+                        .collect();
+                    // The outbound queue registers these before its first send.
+                    state.remember_addrs(peer, addrs);
+                }
+                state.pending.insert(request_id, announcement.clone());
+            }
+            ours
+        };
+        let Some(keypair) = ours else { return };
+        // Join first (if the policy agrees), then tell the application: the
+        // event then means "received, and joined if the policy said so".
+        let joining_from_creator = lock(&self.state)
+            .sessions
+            .values()
+            .filter(|s| {
+                s.phase == musig2_security::SessionPhase::SigningRequest
+                    && s.announcement.creator_pubkey == announcement.creator_pubkey
+            })
+            .count();
+        if self.config.auto_join && joining_from_creator >= AUTO_JOINING_PER_CREATOR {
+            info!(request = %hex::encode(request_id), "not joined automatically: the creator already has {joining_from_creator} sessions waiting for joins here");
+        } else if self.config.auto_join {
+            match (self.config.join_policy)(&announcement) {
+                JoinDecision::Join => {
+                    let coordinator = Coordinator {
+                        inner: Arc::clone(self),
+                    };
+                    if let Err(e) = coordinator.join(announcement.clone(), &keypair) {
+                        warn!(error = %e, "automatic join failed");
+                    }
+                }
+                JoinDecision::Refuse(reason) => {
+                    info!(request = %hex::encode(request_id), %reason, "join refused by policy")
+                }
+            }
+        }
+        self.emit(CoordinatorEvent::SigningRequestReceived {
+            announcement: Box::new(announcement),
+        });
+    }
+}

@@ -1,0 +1,418 @@
+//! The inbound pipeline for direct messages: blacklist and size checks on
+//! the raw bytes → decode → (for joins) signature verification → the
+//! security layer (time, replay, phase, role, sender slots) → the session.
+//! Also gossip, and messages for completed sessions.
+//!
+//! Principles: nothing unauthenticated takes a slot or state (a join is
+//! verified before the security layer records its sender); a message for a
+//! completed session can never undo the completion; messages for a session
+//! that ended recently are dropped rather than kept to be replayed later.
+
+use std::sync::Arc;
+
+use musig2_net::{MessageId, PeerId, Verdict};
+use musig2_security::{
+    Admission, Delivery, DirectMessage, Malformation, SenderRole, SessionAnnouncement,
+    SessionId as SecSessionId, SignedObject, TransactionType, Violation,
+};
+use tracing::{debug, warn};
+
+use super::state::{BUFFERED_PER_SESSION, Orphan};
+use super::{Inner, REQUESTS_TOPIC, decode_exact, lock, sec_peer};
+use crate::events::{ErrorCode, SessionId};
+use crate::session::{Action, Fault};
+use crate::wire::{self, Body, WireMessage};
+
+impl Inner {
+    /// A direct message from an authenticated peer.
+    pub(super) fn on_direct(self: &Arc<Self>, peer: PeerId, payload: Vec<u8>) {
+        let now = self.clock.now_ms();
+        let size = payload.len();
+        // Blacklisted, graylisted and oversized input is dropped before decoding.
+        if lock(&self.security)
+            .check_size(&sec_peer(&peer), Delivery::Direct, size, now)
+            .is_err()
+        {
+            return;
+        }
+        let message = match wire::decode(&payload) {
+            Ok(m) => m,
+            Err(e) => {
+                lock(&self.security).report_violation(
+                    &sec_peer(&peer),
+                    Violation::Malformed(Malformation::Undecodable(e.to_string())),
+                    now,
+                );
+                return;
+            }
+        };
+        if let Body::SigningRequest(announcement) = &message.body {
+            let checked = lock(&self.security).check_session_announcement(
+                &sec_peer(&peer),
+                Delivery::Direct,
+                size,
+                announcement,
+                now,
+            );
+            match checked {
+                Ok(()) => self.on_announcement(*announcement.clone()),
+                Err(rejection) => debug!(%rejection, "signing request rejected"),
+            }
+            return;
+        }
+        enum Route {
+            Live,
+            Completed,
+            Ended,
+            Unknown,
+        }
+        let route = {
+            let state = lock(&self.state);
+            match state.sessions.get(&message.session_id) {
+                Some(s) if s.is_done() => Route::Completed,
+                Some(_) => Route::Live,
+                None if state.ended.contains_key(&message.session_id) => Route::Ended,
+                None => Route::Unknown,
+            }
+        };
+        match route {
+            Route::Live => self.admit(peer, message, size),
+            Route::Completed => self.on_late(peer, message),
+            Route::Ended => lock(&self.state).counters.late_messages += 1,
+            Route::Unknown => lock(&self.state).orphans.push(Orphan {
+                peer,
+                message,
+                size,
+                arrived: now,
+            }),
+        }
+    }
+
+    /// A message for a session that completed here. Only the current
+    /// coordinator's `SignatureFinalized` with our very signature means
+    /// something (broadcast confirmed); everything else is counted and
+    /// ignored: no abort, error or wrong finalization can remove a valid
+    /// signature or stop failover.
+    fn on_late(self: &Arc<Self>, peer: PeerId, message: WireMessage) {
+        let session_id = message.session_id;
+        let actions = {
+            let mut state = lock(&self.state);
+            let Some(session) = state.sessions.get_mut(&session_id) else {
+                return;
+            };
+            let index = session.peers.iter().position(|p| *p == Some(peer));
+            let from_coordinator = index.is_some() && index == session.coordinator_index();
+            match (&message.body, index) {
+                (Body::SignatureFinalized { signature }, Some(i)) if from_coordinator => {
+                    match session.on_finalized(i, signature) {
+                        Ok(actions) => Some(actions),
+                        Err(fault) => {
+                            warn!(signer = i, message = %fault.message, "coordinator finalized another signature; ours is kept");
+                            state.counters.finalize_mismatches += 1;
+                            None
+                        }
+                    }
+                }
+                (Body::SessionAbort { reason }, _) => {
+                    debug!(?index, %reason, "abort after completion ignored; the signature is kept");
+                    state.counters.aborts_after_completion += 1;
+                    None
+                }
+                _ => {
+                    state.counters.late_messages += 1;
+                    None
+                }
+            }
+        };
+        if let Some(actions) = actions {
+            self.apply(session_id, actions);
+        }
+    }
+
+    /// Authentication, security checks, then processing or buffering.
+    pub(super) fn admit(self: &Arc<Self>, peer: PeerId, message: WireMessage, size: usize) {
+        let now = self.clock.now_ms();
+        let session_id = message.session_id;
+        let (index, phase, role) = {
+            let state = lock(&self.state);
+            let Some(session) = state.sessions.get(&session_id) else {
+                return;
+            };
+            let by_peer = session.peers.iter().position(|p| *p == Some(peer));
+            let index = match (&message.body, by_peer) {
+                (
+                    Body::SessionJoin {
+                        signer_index,
+                        pubkey,
+                        peer_id,
+                        signature,
+                    },
+                    _,
+                ) => {
+                    // Verify first: a join that its signer did not sign takes
+                    // no sender slot and is the sender's fault alone.
+                    let index = *signer_index as usize;
+                    if let Err(fault) =
+                        session.verify_join(index, pubkey, peer_id, signature, &peer)
+                    {
+                        drop(state);
+                        debug!(%peer, message = %fault.message, "forged join dropped");
+                        lock(&self.state).counters.forged_joins += 1;
+                        lock(&self.security).record_invalid_signature(
+                            &sec_peer(&peer),
+                            SignedObject::SessionJoin,
+                            now,
+                        );
+                        return;
+                    }
+                    Some(index)
+                }
+                (_, found) => found,
+            };
+            let role = if index.is_some() && index == session.coordinator_index() {
+                SenderRole::Coordinator
+            } else {
+                SenderRole::Participant
+            };
+            (index, session.phase, role)
+        };
+        let Some(index) = index else {
+            lock(&self.security).report_violation(
+                &sec_peer(&peer),
+                Violation::Malformed(Malformation::Undecodable(
+                    "sender is not a participant of the session".into(),
+                )),
+                now,
+            );
+            return;
+        };
+        let direct = DirectMessage {
+            session_id: SecSessionId::from_bytes(session_id),
+            kind: message.body.kind(),
+            sequence: message.sequence,
+            sent_at: message.sent_at,
+            phase,
+            sender_role: role,
+            size,
+        };
+        let admission = lock(&self.security).check_direct_message(&sec_peer(&peer), &direct, now);
+        if admission.is_ok() && message.body.claimed_index().is_some_and(|c| c != index) {
+            // An authenticated participant that claims another signer's index.
+            self.fault(
+                session_id,
+                Fault {
+                    code: ErrorCode::InvalidContribution,
+                    signer: Some(index),
+                    message: "message claims another signer's index".into(),
+                },
+            );
+            return;
+        }
+        match admission {
+            Ok(Admission::Process) => self.process(peer, index, message),
+            Ok(Admission::Buffer) => {
+                let mut state = lock(&self.state);
+                let list = state.buffered.entry(session_id).or_default();
+                if list.len() < BUFFERED_PER_SESSION {
+                    list.push((peer, index, message));
+                } else {
+                    state.counters.buffered_dropped += 1;
+                }
+            }
+            Err(rejection) => {
+                debug!(%rejection, "direct message rejected");
+                let kind = message.body.kind();
+                // Never answer an error or an abort (no ping-pong), nor a join
+                // (answered joins could be used to reflect traffic).
+                let answerable = !matches!(
+                    message.body,
+                    Body::ValidationError { .. }
+                        | Body::SessionAbort { .. }
+                        | Body::SessionJoin { .. }
+                );
+                let first = answerable
+                    && lock(&self.state)
+                        .validation_replied
+                        .insert((session_id, peer));
+                if first {
+                    let body = Body::ValidationError {
+                        code: rejection.rule.to_string(),
+                        detail: format!("{kind:?}: {rejection}"),
+                    };
+                    self.apply(session_id, vec![Action::SendTo(index, body)]);
+                }
+            }
+        }
+    }
+
+    /// Hands an admitted message to its session, then replays buffered
+    /// messages whose phase has come (a loop, never recursion).
+    fn process(self: &Arc<Self>, peer: PeerId, index: usize, message: WireMessage) {
+        let session_id = message.session_id;
+        self.process_one(peer, index, message);
+        self.drain_buffered(session_id);
+    }
+
+    fn process_one(self: &Arc<Self>, peer: PeerId, index: usize, message: WireMessage) {
+        let now = self.clock.now_ms();
+        let session_id = message.session_id;
+        let result = {
+            let mut state = lock(&self.state);
+            let Some(session) = state.sessions.get_mut(&session_id) else {
+                return;
+            };
+            if session.is_done() {
+                return;
+            }
+            match message.body {
+                Body::SessionJoin {
+                    pubkey,
+                    peer_id,
+                    signature,
+                    ..
+                } => {
+                    let r = session.on_join(index, &pubkey, &peer_id, &signature, &peer, now);
+                    if r.is_ok() {
+                        state.directory.insert(pubkey, peer);
+                    }
+                    r.map(|actions| (actions, Some(peer)))
+                }
+                Body::NonceCommit { commitment, .. } => session
+                    .on_commitment(index, commitment, now)
+                    .map(|a| (a, None)),
+                Body::NonceShare { nonce, .. } => {
+                    session.on_nonce(index, nonce, now).map(|a| (a, None))
+                }
+                Body::PartialSigShare { partial_sig, .. } => session
+                    .on_partial_sig(index, partial_sig, now)
+                    .map(|a| (a, None)),
+                Body::SignatureFinalized { signature } => {
+                    session.on_finalized(index, &signature).map(|a| (a, None))
+                }
+                Body::SessionAbort { reason } => Err(Fault {
+                    code: ErrorCode::Aborted,
+                    signer: Some(index),
+                    message: format!("signer {index} aborted: {reason}"),
+                }),
+                Body::ValidationError { code, detail } => {
+                    warn!(signer = index, %code, %detail, "a co-signer rejected one of our messages");
+                    Ok((Vec::new(), None))
+                }
+                Body::SigningRequest(_) => Ok((Vec::new(), None)),
+            }
+        };
+        match result {
+            Ok((actions, joined)) => {
+                let _ = lock(&self.security)
+                    .record_session_progress(SecSessionId::from_bytes(session_id), now);
+                if let Some(peer) = joined {
+                    // A joined co-signer keeps its connection slot.
+                    self.exempt_peers(vec![peer], true);
+                }
+                self.apply(session_id, actions);
+            }
+            Err(fault) => {
+                let object = match fault.code {
+                    ErrorCode::InvalidPartialSignature => Some(SignedObject::PartialSignature),
+                    ErrorCode::NonceCommitmentMismatch => Some(SignedObject::NonceCommitment),
+                    _ => None,
+                };
+                if let Some(object) = object {
+                    lock(&self.security).record_invalid_signature(&sec_peer(&peer), object, now);
+                }
+                self.fault(session_id, fault);
+            }
+        }
+    }
+
+    /// Replays buffered messages whose phase has come.
+    pub(super) fn drain_buffered(self: &Arc<Self>, session_id: SessionId) {
+        loop {
+            let ready = {
+                let mut state = lock(&self.state);
+                let Some(phase) = state.sessions.get(&session_id).map(|s| s.phase) else {
+                    return;
+                };
+                let Some(list) = state.buffered.get_mut(&session_id) else {
+                    return;
+                };
+                let position = list.iter().position(|(_, _, m)| {
+                    musig2_security::phase::check_phase(
+                        m.body.kind(),
+                        phase,
+                        SenderRole::Coordinator,
+                    ) == Ok(Admission::Process)
+                });
+                match position {
+                    Some(p) => list.remove(p),
+                    None => return,
+                }
+            };
+            let (peer, index, message) = ready;
+            self.process_one(peer, index, message);
+        }
+    }
+
+    /// Admits the messages that arrived for `session_id` before we knew it.
+    pub(super) fn replay_orphans(self: &Arc<Self>, session_id: SessionId) {
+        let now = self.clock.now_ms();
+        let mine = lock(&self.state).orphans.take_session(&session_id);
+        for Orphan {
+            peer,
+            mut message,
+            size,
+            arrived,
+        } in mine
+        {
+            // The message was timely when it arrived; judge its timestamp as of then.
+            message.sent_at = message.sent_at.saturating_add(now.saturating_sub(arrived));
+            self.admit(peer, message, size);
+        }
+    }
+
+    /// A gossip message; returns the verdict, or `None` when a task reports it.
+    pub(super) fn on_gossip(
+        self: &Arc<Self>,
+        message_id: MessageId,
+        source: PeerId,
+        author: Option<PeerId>,
+        topic: String,
+        data: Vec<u8>,
+    ) -> Option<Verdict> {
+        let now = self.clock.now_ms();
+        let Some(author) = author else {
+            return Some(Verdict::Reject);
+        };
+        if topic == REQUESTS_TOPIC {
+            let Some(a) = decode_exact::<SessionAnnouncement>(&data) else {
+                return Some(Verdict::Reject);
+            };
+            let checked = lock(&self.security).check_session_announcement(
+                &sec_peer(&author),
+                Delivery::Gossip,
+                data.len(),
+                &a,
+                now,
+            );
+            return Some(match checked {
+                Ok(()) => {
+                    self.on_announcement(a);
+                    Verdict::Accept
+                }
+                Err(_) => Verdict::Reject,
+            });
+        }
+        if TransactionType::from_topic(&topic).is_some() {
+            let this = Arc::clone(self);
+            tokio::spawn(async move {
+                let verdict = match this.accept_advertisement(&data, Some(author)).await {
+                    Some(_) => Verdict::Accept,
+                    None => Verdict::Reject,
+                };
+                let _ = this.net.report_verdict(message_id, source, verdict).await;
+            });
+            return None;
+        }
+        Some(Verdict::Ignore)
+    }
+}

@@ -1,0 +1,293 @@
+//! Session lifecycle with no caller needed: the sweep times out joins and
+//! rounds (naming every missing signer), expires and unsticks sessions,
+//! fails sessions whose participants left; completion releases the security
+//! slot at once and keeps the result in a bounded cache; faults and closes
+//! forget a session and everything held for it.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use musig2_net::PeerId;
+use musig2_security::{Millis, SecurityEvent, SessionId as SecSessionId, SessionPhase};
+use tracing::warn;
+
+use super::{Inner, lock};
+use crate::events::{CoordinatorEvent, ErrorCode, SessionId};
+use crate::session::{Action, Fault};
+use crate::wire::Body;
+
+impl Inner {
+    /// Bookkeeping on our own session milestones. Lock order: the state is
+    /// read and released before the security manager is taken.
+    pub(super) fn on_own_event(&self, session_id: SessionId, event: &CoordinatorEvent) {
+        match event {
+            CoordinatorEvent::SessionReady { .. } => {
+                // Co-signers' connections are session connections.
+                let peers = lock(&self.state).session_peers(&session_id);
+                self.exempt_peers(peers, true);
+            }
+            CoordinatorEvent::SessionComplete { .. } => self.on_complete(session_id),
+            _ => {}
+        }
+    }
+
+    /// The session completed: credit the co-signers, release its security
+    /// slot and buffers now, keep the session (signature, failover) in the
+    /// bounded completed cache, and forget the oldest completed session
+    /// beyond its capacity.
+    fn on_complete(&self, session_id: SessionId) {
+        let now = self.clock.now_ms();
+        let (peers, evicted) = {
+            let mut state = lock(&self.state);
+            let peers = state.session_peers(&session_id);
+            if let Some(s) = state.sessions.get_mut(&session_id) {
+                s.completed_at = Some(now);
+            }
+            state.buffered.remove(&session_id);
+            state.validation_replied.retain(|(id, _)| *id != session_id);
+            state.completed.push_back(session_id);
+            let mut evicted = Vec::new();
+            while state.completed.len() > self.config.completed_capacity.max(1) {
+                if let Some(old) = state.completed.pop_front() {
+                    evicted.push(old);
+                }
+            }
+            (peers, evicted)
+        };
+        {
+            let mut security = lock(&self.security);
+            for peer in &peers {
+                security.record_session_completed(&super::sec_peer(peer), now);
+            }
+            security.close_session(&SecSessionId::from_bytes(session_id));
+        }
+        for old in evicted {
+            lock(&self.state).counters.completed_evicted += 1;
+            self.remove(old);
+        }
+    }
+
+    /// Reports a failure and closes the session: the state is gone before the
+    /// application hears `SessionError`, then `SessionClosed`. A completed
+    /// session cannot fail: its signature stays.
+    pub(super) fn fault(self: &Arc<Self>, session_id: SessionId, fault: Fault) {
+        let culprits = fault.signer.into_iter().collect();
+        self.fault_naming(session_id, fault, culprits);
+    }
+
+    /// [`fault`](Self::fault) naming several culprits (every signer that did
+    /// not join or contribute in time).
+    pub(super) fn fault_naming(
+        self: &Arc<Self>,
+        session_id: SessionId,
+        fault: Fault,
+        culprits: Vec<usize>,
+    ) {
+        let done = lock(&self.state)
+            .sessions
+            .get(&session_id)
+            .is_some_and(|s| s.is_done());
+        if done {
+            warn!(session = %hex::encode(session_id), code = fault.code.as_str(), message = %fault.message, "fault after completion ignored; the signature is kept");
+            return;
+        }
+        warn!(session = %hex::encode(session_id), code = fault.code.as_str(), signer = ?fault.signer, ?culprits, message = %fault.message, "session failed");
+        if fault.code != ErrorCode::Aborted {
+            // Tell every co-signer, so nobody waits for us (best effort).
+            let reason = format!("{}: {}", fault.code.as_str(), fault.message);
+            self.apply(
+                session_id,
+                vec![Action::SendToAll(Body::SessionAbort { reason })],
+            );
+        }
+        let removed = self.forget(session_id);
+        self.emit(CoordinatorEvent::SessionError {
+            session_id,
+            code: fault.code,
+            signer: fault.signer,
+            culprits,
+            message: fault.message,
+        });
+        if removed {
+            self.emit(CoordinatorEvent::SessionClosed(session_id));
+        }
+    }
+
+    /// Forgets a session and emits `SessionClosed`.
+    pub(super) fn remove(&self, session_id: SessionId) -> bool {
+        let removed = self.forget(session_id);
+        if removed {
+            self.emit(CoordinatorEvent::SessionClosed(session_id));
+        }
+        removed
+    }
+
+    /// Forgets a session (its secret nonce is dropped, hence zeroized, here)
+    /// and everything held for it.
+    fn forget(&self, session_id: SessionId) -> bool {
+        let (removed, released) = {
+            let mut state = lock(&self.state);
+            state.buffered.remove(&session_id);
+            state.validation_replied.retain(|(id, _)| *id != session_id);
+            state.completed.retain(|id| *id != session_id);
+            let _ = state.orphans.take_session(&session_id);
+            state.ended.insert(session_id, ());
+            let removed = state.sessions.remove(&session_id);
+            let mut released = Vec::new();
+            if let Some(s) = &removed {
+                state.requests.remove(&s.request_id);
+                // Its co-signers count against the general limit again,
+                // unless another live session still uses them.
+                let in_use: HashSet<&PeerId> = state
+                    .sessions
+                    .values()
+                    .flat_map(|o| o.peers.iter().flatten())
+                    .collect();
+                released = s
+                    .peers
+                    .iter()
+                    .flatten()
+                    .filter(|p| !in_use.contains(p))
+                    .copied()
+                    .collect();
+            }
+            (removed.is_some(), released)
+        };
+        self.exempt_peers(released, false);
+        lock(&self.security).close_session(&SecSessionId::from_bytes(session_id));
+        removed
+    }
+
+    /// Expired and stuck sessions (by the security layer's clocks) are
+    /// failed, completed ones past expiry just closed.
+    pub(super) fn cleanup_expired(self: &Arc<Self>) -> Vec<SessionId> {
+        let now = self.clock.now_ms();
+        let stale = lock(&self.security).stale_sessions(now);
+        let ids: Vec<SessionId> = stale.all().map(|s| s.to_bytes()).collect();
+        for id in &ids {
+            self.fault(
+                *id,
+                Fault {
+                    code: ErrorCode::Expired,
+                    signer: None,
+                    message: "session expired or stuck".into(),
+                },
+            );
+        }
+        ids
+    }
+
+    /// The timeouts of every live session at `now`: a participant gone too
+    /// long, the join phase past its deadline, a round waiting too long.
+    fn timeouts(&self, now: Millis) -> Vec<(SessionId, Fault, Vec<usize>)> {
+        let grace = self.config.disconnect_grace.as_millis() as Millis;
+        let round = self.config.round_timeout.as_millis() as Millis;
+        let join = self.config.join_timeout.as_millis() as Millis;
+        let state = lock(&self.state);
+        let mut faults = Vec::new();
+        for (id, session) in state.sessions.iter().filter(|(_, s)| !s.is_done()) {
+            let gone: Vec<usize> = session
+                .peers
+                .iter()
+                .enumerate()
+                .filter(|(i, p)| {
+                    *i != session.me
+                        && p.and_then(|p| state.disconnected.get(&p))
+                            // Only a disconnection during this session counts.
+                            .is_some_and(|since| {
+                                *since >= session.started_at && now.saturating_sub(*since) >= grace
+                            })
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if let Some(first) = gone.first() {
+                faults.push((
+                    *id,
+                    Fault {
+                        code: ErrorCode::ParticipantDisconnected,
+                        signer: Some(*first),
+                        message: format!("signer {first} disconnected (gone: {gone:?})"),
+                    },
+                    gone,
+                ));
+                continue;
+            }
+            let missing = session.missing();
+            if session.phase == SessionPhase::SigningRequest {
+                let deadline = session
+                    .started_at
+                    .saturating_add(join)
+                    .min(session.announcement.expires_at);
+                if now >= deadline {
+                    faults.push((
+                        *id,
+                        Fault {
+                            code: ErrorCode::JoinTimeout,
+                            signer: missing.first().copied(),
+                            message: format!("signers {missing:?} did not join in time"),
+                        },
+                        missing,
+                    ));
+                }
+            } else if now.saturating_sub(session.progressed_at) >= round {
+                faults.push((
+                    *id,
+                    Fault {
+                        code: ErrorCode::RoundTimeout,
+                        signer: missing.first().copied(),
+                        message: format!(
+                            "phase {} timed out waiting for signers {missing:?}",
+                            session.phase
+                        ),
+                    },
+                    missing,
+                ));
+            }
+        }
+        faults
+    }
+
+    /// Runs on a timer inside the node: timeouts, expiry, pruning, and the
+    /// security layer's events (a blacklisted peer is cut off at the
+    /// transport and its queued input dropped).
+    pub(super) fn sweep(self: &Arc<Self>) {
+        let now = self.clock.now_ms();
+        for (id, fault, culprits) in self.timeouts(now) {
+            self.fault_naming(id, fault, culprits);
+        }
+        self.cleanup_expired();
+        let skew = self.config.security.max_timestamp_skew_ms;
+        lock(&self.state).prune(now, skew);
+        let events = {
+            let mut security = lock(&self.security);
+            security.prune(now);
+            security.drain_events()
+        };
+        for e in events {
+            let peer = PeerId::from_str(e.peer().as_str()).ok();
+            match (&e, peer) {
+                (SecurityEvent::PeerBlacklisted { .. }, Some(peer)) => self.cut_off(peer),
+                (SecurityEvent::PeerUnblacklisted { .. }, Some(peer)) => {
+                    let net = self.net.clone();
+                    tokio::spawn(async move {
+                        let _ = net.unblock_peer(peer).await;
+                    });
+                }
+                _ => {}
+            }
+            self.emit(CoordinatorEvent::Security(e));
+        }
+    }
+
+    /// A blacklisted peer: drop what it has queued here, and block it at the
+    /// transport (its connections close, new ones are refused, its queued
+    /// direct messages are dropped).
+    fn cut_off(&self, peer: PeerId) {
+        lock(&self.state).orphans.drop_peer(&peer);
+        let net = self.net.clone();
+        tokio::spawn(async move {
+            let _ = net.block_peer(peer).await;
+        });
+    }
+}
