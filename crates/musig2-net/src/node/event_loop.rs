@@ -1,0 +1,235 @@
+//! The event loop: commands and swarm events in, application events out, periodic maintenance.
+
+use super::*;
+
+impl EventLoop {
+    pub(super) async fn run(mut self) {
+        // The first check waits one interval: Kademlia bootstraps by itself when
+        // the bootstrap peers enter its routing table.
+        let mut maintenance = tokio::time::interval_at(
+            tokio::time::Instant::now() + MAINTENANCE_INTERVAL,
+            MAINTENANCE_INTERVAL,
+        );
+        loop {
+            tokio::select! {
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Shutdown(done)) => {
+                        let _ = done.send(());
+                        break;
+                    }
+                    Some(cmd) => self.on_command(cmd),
+                    None => break,
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = maintenance.tick() => self.maintain(),
+            }
+        }
+        debug!(metrics = ?self.snapshot(), "network event loop stopped");
+    }
+
+    /// The event loop's counters with the direct-message layer's.
+    pub(super) fn snapshot(&mut self) -> NetMetrics {
+        let counters = &self.direct.counters;
+        let behaviour = self.swarm.behaviour_mut();
+        let store = behaviour.kad.store_mut();
+        let (remote_records, own_evicted) = (store.remote_len(), store.own_evicted);
+        let book_evicted = behaviour.addresses.book.evicted();
+        NetMetrics {
+            direct_busy: counters.busy.load(Ordering::Relaxed),
+            direct_busy_peer_queue: counters.busy_peer.load(Ordering::Relaxed),
+            direct_busy_global_queue: counters.busy_global.load(Ordering::Relaxed),
+            direct_dropped_blocked: counters.dropped_blocked.load(Ordering::Relaxed),
+            inbound_failures: counters.inbound_failures.load(Ordering::Relaxed),
+            direct_streams_refused: counters.streams_refused.load(Ordering::Relaxed),
+            dht_remote_records: remote_records as u64,
+            dht_own_evicted: own_evicted,
+            known_peers: self.known_addrs.len() as u64,
+            known_peers_evicted: self.known_addrs.evicted() + book_evicted,
+            ..self.metrics
+        }
+    }
+
+    /// Queues an event for the application; on overflow the event is dropped
+    /// and counted (the application is too slow, the network must not stall).
+    pub(super) fn emit(&mut self, event: NetEvent) -> bool {
+        match self.events.try_send(event) {
+            Ok(()) => true,
+            Err(_) => {
+                self.metrics.events_dropped += 1;
+                false
+            }
+        }
+    }
+
+    pub(super) fn touch(&mut self, peer: &PeerId) {
+        if let Some(conns) = self.connected.get_mut(peer) {
+            conns.last_active = Instant::now();
+        }
+    }
+
+    pub(super) fn maintain(&mut self) {
+        self.direct.close_idle();
+        let now = Instant::now();
+        let pruned =
+            self.known_addrs.prune(now) + self.swarm.behaviour_mut().addresses.book.prune(now);
+        if pruned > 0 {
+            debug!(pruned, "forgot the addresses of peers gone for long");
+        }
+        // Too few peers: look for more (fails harmlessly with no known peers).
+        // Every connection counts here; only the maximum exempts session peers.
+        if self
+            .refill
+            .due(self.connected.len(), self.config.min_connections, now)
+        {
+            self.metrics.bootstraps += 1;
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
+    }
+
+    pub(super) fn learn_addrs(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if peer == *self.swarm.local_peer_id() || addrs.is_empty() {
+            return;
+        }
+        match self.known_addrs.set(peer, addrs, Instant::now()) {
+            Some(Change::New(addrs)) => {
+                self.emit(NetEvent::Peer(PeerEvent::Discovered { peer, addrs }));
+            }
+            Some(Change::Updated(addrs)) => {
+                self.emit(NetEvent::Peer(PeerEvent::Updated { peer, addrs }));
+            }
+            None => {}
+        }
+    }
+
+    pub(super) fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                self.listen_addrs.push(address);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                let now = Instant::now();
+                self.known_addrs.connected(&peer_id, now);
+                let first = !self.connected.contains_key(&peer_id);
+                let conns = self.connected.entry(peer_id).or_insert(PeerConns {
+                    dialed: 0,
+                    inbound: 0,
+                    last_active: now,
+                    closing: false,
+                    announced: false,
+                });
+                if endpoint.is_dialer() {
+                    conns.dialed += 1;
+                } else {
+                    conns.inbound += 1;
+                }
+                // A new peer, or a new connection from a peer the limit is
+                // closing (it raced the close): judged now. Without the
+                // second case, a reconnect would hold a slot nobody counts.
+                let judge = first || conns.closing;
+                conns.closing = false;
+                if judge
+                    && self.enforce_limit(peer_id)
+                    && let Some(conns) = self.connected.get_mut(&peer_id)
+                    && !conns.announced
+                {
+                    conns.announced = true;
+                    self.emit(NetEvent::Peer(PeerEvent::Connected(peer_id)));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                self.known_addrs.disconnected(&peer_id, Instant::now());
+                if let Some(conns) = self.connected.get_mut(&peer_id) {
+                    if endpoint.is_dialer() {
+                        conns.dialed = conns.dialed.saturating_sub(1);
+                    } else {
+                        conns.inbound = conns.inbound.saturating_sub(1);
+                    }
+                }
+                if num_established == 0
+                    && let Some(conns) = self.connected.remove(&peer_id)
+                {
+                    self.refill.on_disconnect(Instant::now());
+                    self.direct.forget(&peer_id);
+                    if conns.announced {
+                        self.emit(NetEvent::Peer(PeerEvent::Disconnected(peer_id)));
+                    }
+                }
+            }
+            SwarmEvent::IncomingConnectionError {
+                error: ListenError::Denied { cause },
+                ..
+            } if cause.downcast_ref::<allow_block_list::Blocked>().is_some() => {
+                self.metrics.connections_denied_blocked += 1;
+            }
+            SwarmEvent::OutgoingConnectionError {
+                error: DialError::Denied { cause },
+                ..
+            } if cause.downcast_ref::<allow_block_list::Blocked>().is_some() => {
+                self.metrics.connections_denied_blocked += 1;
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let mut addrs = info.listen_addrs;
+                addrs.truncate(self.config.max_addrs_per_peer.max(1));
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                // Kademlia keeps every address it is given: replace the
+                // peer's list rather than add to it, so repeated identify
+                // pushes cannot grow it past `max_addrs_per_peer`.
+                kad.remove_peer(&peer_id);
+                if info.protocols.contains(&self.kad_protocol) {
+                    for addr in &addrs {
+                        kad.add_address(&peer_id, addr.clone());
+                    }
+                }
+                self.learn_addrs(peer_id, addrs);
+            }
+            BehaviourEvent::Kad(event) => self.on_kad_event(event),
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                let event = NetEvent::Gossip {
+                    message_id: message_id.clone(),
+                    propagation_source,
+                    author: message.source,
+                    topic: message.topic.into_string(),
+                    data: message.data,
+                };
+                if !self.emit(event) {
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            gossipsub::MessageAcceptance::Ignore,
+                        );
+                }
+            }
+            BehaviourEvent::Relay(relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                ..
+            }) => {
+                self.emit(NetEvent::Peer(PeerEvent::RelayAddressesAvailable {
+                    relay: relay_peer_id,
+                }));
+            }
+            _ => {}
+        }
+    }
+}
