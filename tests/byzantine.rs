@@ -21,6 +21,33 @@ pub struct Byzantine {
     sequences: HashMap<(PeerId, [u8; 32]), u64>,
 }
 
+/// A signed request by `creator` for `signers`, claiming `creator_peer_id`.
+fn signed_request(
+    creator: &Keypair,
+    signers: Vec<PublicKey>,
+    creator_peer_id: String,
+    message: [u8; 32],
+    request_nonce: [u8; 32],
+) -> SessionAnnouncement {
+    SessionAnnouncement::new_signed(
+        SessionRequest {
+            signers,
+            message,
+            creator_peer_id,
+            creator_addrs: vec![],
+            metadata: SigningMetadata::default(),
+            election_method: "lexicographic".into(),
+            nonce_commitments: true,
+            coordinator_election: true,
+            created_at: now_ms(),
+            expires_at: now_ms() + 3_600_000,
+            request_nonce,
+        },
+        creator,
+    )
+    .unwrap()
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -169,23 +196,13 @@ impl Byzantine {
     /// naming `victim`, without `creator`'s signature. Returns its request id.
     pub async fn put_forged_request(&self, creator: &ClusterNode, victim: &PublicKey) -> [u8; 32] {
         let imposter = Keypair::random(&mut rand::rng());
-        let mut a = SessionAnnouncement::new_signed(
-            SessionRequest {
-                signers: vec![*victim, imposter.public_key()],
-                message: [0xee; 32],
-                creator_peer_id: creator.coordinator.local_peer_id().to_string(),
-                creator_addrs: vec![],
-                metadata: SigningMetadata::default(),
-                election_method: "lexicographic".into(),
-                nonce_commitments: true,
-                coordinator_election: true,
-                created_at: now_ms(),
-                expires_at: now_ms() + 3_600_000,
-                request_nonce: [3; 32],
-            },
+        let mut a = signed_request(
             &imposter,
-        )
-        .unwrap();
+            vec![*victim, imposter.public_key()],
+            creator.coordinator.local_peer_id().to_string(),
+            [0xee; 32],
+            [3; 32],
+        );
         // Claim the honest creator's key: the signature no longer verifies.
         a.signature = Signature::from_bytes(&[2; 64]);
         let record = format!("{REQUEST_KEY_PREFIX}{}", hex(&a.request_id)).into_bytes();
@@ -224,23 +241,13 @@ impl Byzantine {
             nonce[..8].copy_from_slice(&(i as u64).to_be_bytes());
             let mut signers = vec![victim, creator.public_key()];
             signers.extend((0..3).map(|_| Keypair::random(&mut rand::rng()).public_key()));
-            let a = SessionAnnouncement::new_signed(
-                SessionRequest {
-                    signers,
-                    message: [0xdd; 32],
-                    creator_peer_id: self.peer_id().to_string(),
-                    creator_addrs: vec![],
-                    metadata: SigningMetadata::default(),
-                    election_method: "lexicographic".into(),
-                    nonce_commitments: true,
-                    coordinator_election: true,
-                    created_at: now_ms(),
-                    expires_at: now_ms() + 3_600_000,
-                    request_nonce: nonce,
-                },
+            let a = signed_request(
                 &creator,
-            )
-            .unwrap();
+                signers,
+                self.peer_id().to_string(),
+                [0xdd; 32],
+                nonce,
+            );
             self.send_body(target, [0; 32], Body::SigningRequest(Box::new(a)))
                 .await;
             sent += 1;
@@ -255,23 +262,13 @@ impl Byzantine {
         let creator = Keypair::random(&mut rand::rng());
         let mut signers = vec![victim, creator.public_key()];
         signers.extend((2..n).map(|_| Keypair::random(&mut rand::rng()).public_key()));
-        let a = SessionAnnouncement::new_signed(
-            SessionRequest {
-                signers,
-                message: [0xcc; 32],
-                creator_peer_id: self.peer_id().to_string(),
-                creator_addrs: vec![],
-                metadata: SigningMetadata::default(),
-                election_method: "lexicographic".into(),
-                nonce_commitments: true,
-                coordinator_election: true,
-                created_at: now_ms(),
-                expires_at: now_ms() + 3_600_000,
-                request_nonce: [9; 32],
-            },
+        let a = signed_request(
             &creator,
-        )
-        .unwrap();
+            signers,
+            self.peer_id().to_string(),
+            [0xcc; 32],
+            [9; 32],
+        );
         self.send_body(target, [0; 32], Body::SigningRequest(Box::new(a)))
             .await;
     }
@@ -282,23 +279,13 @@ impl Byzantine {
         let key = format!("musig2-session:{}", hex(&session)).into_bytes();
         let _ = self.net.put_record(key.clone(), vec![0xab; 200]).await;
         let creator = Keypair::random(&mut rand::rng());
-        let other = SessionAnnouncement::new_signed(
-            SessionRequest {
-                signers: vec![creator.public_key()],
-                message: [0xbb; 32],
-                creator_peer_id: self.peer_id().to_string(),
-                creator_addrs: vec![],
-                metadata: SigningMetadata::default(),
-                election_method: "lexicographic".into(),
-                nonce_commitments: true,
-                coordinator_election: true,
-                created_at: now_ms(),
-                expires_at: now_ms() + 3_600_000,
-                request_nonce: [8; 32],
-            },
+        let other = signed_request(
             &creator,
-        )
-        .unwrap();
+            vec![creator.public_key()],
+            self.peer_id().to_string(),
+            [0xbb; 32],
+            [8; 32],
+        );
         let _ = self
             .net
             .put_record(key, postcard::to_allocvec(&other).unwrap())

@@ -465,14 +465,7 @@ impl Coordinator {
         )
         .map_err(|m| CoordinatorError::InvalidRequest(m.0))?;
         let session_id = session.session_id;
-        let known_peers: Vec<PeerId> = session
-            .peers
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != session.me)
-            .filter_map(|(_, p)| *p)
-            .collect();
-        {
+        let known_peers = {
             // Lock order: state, then security.
             let mut state = lock(&self.inner.state);
             if state.sessions.contains_key(&session_id) {
@@ -484,7 +477,8 @@ impl Coordinator {
             state.requests.insert(session.request_id, session_id);
             state.sessions.insert(session_id, session);
             state.ended.remove(&session_id);
-        }
+            state.session_peers(&session_id)
+        };
         // Peers of a pending session keep their connection slots (the
         // creator is known now; the others as they join).
         self.inner.exempt_peers(known_peers, true);
