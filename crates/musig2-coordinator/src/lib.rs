@@ -14,7 +14,7 @@ pub mod wire;
 pub use config::{CoordinatorConfig, JoinDecision, JoinPolicy, JoinRequest};
 pub use coordinator::{
     Coordinator, FinalSignature, REQUEST_KEY_PREFIX, REQUESTS_TOPIC, SESSION_KEY_PREFIX,
-    SIGNER_KEY_PREFIX,
+    SIGNER_KEY_PREFIX, SignedTransaction, TransactionSigning,
 };
 pub use events::{CoordinatorEvent, ErrorCode, RequestId, SessionId, SessionInfo};
 pub use txrequest::{RequestRefusal, TransactionView};
