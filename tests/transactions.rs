@@ -319,11 +319,14 @@ async fn a_creator_whose_message_is_not_the_sighash_is_refused_and_named() {
     cluster.shutdown().await;
 }
 
+/// What the policy saw of a request: (fee, group inputs, output addresses).
+type PolicySaw = (u64, Vec<usize>, Vec<String>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_whose_outputs_the_policy_rejects_is_refused() {
     init_logs();
     let allowed = Keypair::random(&mut rand::rng()).public_key();
-    let seen: Arc<Mutex<Vec<(u64, Vec<usize>, Vec<String>)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<PolicySaw>>> = Arc::default();
     let policy: JoinPolicy = {
         let seen = Arc::clone(&seen);
         Arc::new(move |request| {

@@ -145,7 +145,7 @@ fn fee_for(tx: &Transaction, fee_rate: u64) -> Result<u64> {
 enum Signers {
     Local(Vec<Keypair>),
     Nodes {
-        config: NodeConfig,
+        config: Box<NodeConfig>,
         keys: Vec<PublicKey>,
     },
 }
@@ -170,7 +170,10 @@ impl Signers {
                     }
                     keys.push(key);
                 }
-                Ok(Self::Nodes { config, keys })
+                Ok(Self::Nodes {
+                    config: Box::new(config),
+                    keys,
+                })
             }
         }
     }
