@@ -93,7 +93,54 @@ pub fn announcements() -> Result<Vec<(String, SessionAnnouncement)>> {
         },
         &creator,
     )?;
-    Ok(vec![("full".into(), full), ("minimal".into(), minimal)])
+    // A transaction request: input 0 of a spend from the group's Taproot
+    // address, its message the recomputed sighash (what co-signers accept).
+    let signers = vec![creator.public_key(), keypair(4)?.public_key()];
+    let group = musig2_coordinator::txrequest::group_key(&signers)?;
+    let group_script = lotus_tx::script::p2tr(&group, None);
+    let tx = Transaction {
+        version: 2,
+        inputs: vec![TxInput {
+            prev_out: OutPoint::new(TxId::from_internal_bytes([0x11; 32]), 0),
+            script_sig: Vec::new(),
+            sequence: 0xffff_ffff,
+        }],
+        outputs: vec![TxOutput::new(90_000, group_script.clone())],
+        lock_time: 0,
+    };
+    let spent = vec![TxOutput::new(100_000, group_script)];
+    let message = tx
+        .sighash(0, &spent, lotus_tx::SighashType::ALL_LOTUS)?
+        .to_bytes();
+    let transaction = SessionAnnouncement::new_signed_with_transaction(
+        SessionRequest {
+            signers,
+            message,
+            creator_peer_id: peer_id(1)?,
+            creator_addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
+            metadata: SigningMetadata {
+                input_script_type: Some(InputScriptType::Taproot),
+                ..SigningMetadata::default()
+            },
+            election_method: "lexicographic".into(),
+            nonce_commitments: true,
+            coordinator_election: true,
+            created_at: NOW - 1_000,
+            expires_at: NOW + 500_000,
+            request_nonce: [5; 32],
+        },
+        Some(musig2_security::TransactionRequest {
+            tx: tx.serialize(),
+            spent_outputs: musig2_coordinator::txrequest::to_spent(&spent),
+            input_index: 0,
+        }),
+        &creator,
+    )?;
+    Ok(vec![
+        ("full".into(), full),
+        ("minimal".into(), minimal),
+        ("transaction".into(), transaction),
+    ])
 }
 
 /// Signed advertisements: several transaction types, and one.

@@ -27,10 +27,10 @@ pub struct NodeArgs {
     config: PathBuf,
 }
 
-/// The configuration file.
+/// The configuration file (also read by `spend --config`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NodeConfig {
+pub(crate) struct NodeConfig {
     /// Multiaddresses to listen on (default: 127.0.0.1, any port).
     #[serde(default)]
     listen: Vec<String>,
@@ -38,7 +38,7 @@ struct NodeConfig {
     #[serde(default)]
     bootstrap: Vec<String>,
     /// File holding the signing key as 64 hex characters (or use `LOTUS_MUSIG2_SECRET_KEY`).
-    secret_key_file: Option<PathBuf>,
+    pub(crate) secret_key_file: Option<PathBuf>,
     /// 32 hex bytes seeding the libp2p identity, for a stable peer id (default: random).
     node_key_seed: Option<String>,
     /// Coordinator election method.
@@ -53,6 +53,13 @@ struct NodeConfig {
     /// Only join requests whose signers are all in this list (hex keys); empty: any.
     #[serde(default)]
     allowed_cosigners: Vec<String>,
+    /// Join requests that carry only a 32-byte message and no transaction
+    /// (the node then signs a hash it cannot check). Default: no; such
+    /// requests are refused and reported as `request-refused`.
+    #[serde(default)]
+    allow_blind_signing: bool,
+    /// A Chronik indexer's URL: `spend --config` broadcasts through it.
+    pub(crate) chronik_url: Option<String>,
     /// Kademlia server mode.
     #[serde(default = "yes")]
     dht_server: bool,
@@ -83,7 +90,7 @@ fn yes() -> bool {
     true
 }
 
-fn read_secret(path: Option<&Path>) -> Result<Keypair> {
+pub(crate) fn read_secret(path: Option<&Path>) -> Result<Keypair> {
     let text = match (std::env::var("LOTUS_MUSIG2_SECRET_KEY"), path) {
         (Ok(v), _) => zeroize::Zeroizing::new(v),
         (Err(_), Some(p)) => zeroize::Zeroizing::new(
@@ -98,7 +105,7 @@ fn read_secret(path: Option<&Path>) -> Result<Keypair> {
     ))
 }
 
-fn parse_keys(keys: &[String]) -> Result<Vec<PublicKey>> {
+pub(crate) fn parse_keys(keys: &[String]) -> Result<Vec<PublicKey>> {
     keys.iter()
         .map(|k| PublicKey::from_str(k).with_context(|| format!("public key {k:?}")))
         .collect()
@@ -108,10 +115,15 @@ fn emit(value: serde_json::Value) {
     println!("{value}");
 }
 
+/// Reads a node configuration file.
+pub(crate) fn load_config(path: &Path) -> Result<NodeConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("config {}", path.display()))?;
+    toml::from_str(&text).context("config")
+}
+
 pub fn node(args: &NodeArgs) -> Result<Outcome> {
-    let text = std::fs::read_to_string(&args.config)
-        .with_context(|| format!("config {}", args.config.display()))?;
-    let config: NodeConfig = toml::from_str(&text).context("config")?;
+    let config = load_config(&args.config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -119,14 +131,17 @@ pub fn node(args: &NodeArgs) -> Result<Outcome> {
     runtime.block_on(run(config))
 }
 
-async fn run(config: NodeConfig) -> Result<Outcome> {
+/// Starts the coordinator a configuration describes, with its signing key.
+/// `spend --config` starts one too, with `auto_join` off (it only creates).
+pub(crate) async fn start(config: &NodeConfig, auto_join: bool) -> Result<(Coordinator, Keypair)> {
     let keypair = read_secret(config.secret_key_file.as_deref())?;
     let method: ElectionMethod = config
         .election
         .parse()
         .map_err(|e| anyhow::anyhow!("election: {e}"))?;
     let allowed = parse_keys(&config.allowed_cosigners)?;
-    let policy: lotus_musig2::coordinator::JoinPolicy = std::sync::Arc::new(move |a| {
+    let policy: lotus_musig2::coordinator::JoinPolicy = std::sync::Arc::new(move |request| {
+        let a = request.announcement;
         if allowed.is_empty() || a.required_pubkeys.iter().all(|k| allowed.contains(k)) {
             JoinDecision::Join
         } else {
@@ -136,8 +151,9 @@ async fn run(config: NodeConfig) -> Result<Outcome> {
     let coordinator_config = CoordinatorConfig {
         election_method: method,
         enable_nonce_commitment: config.nonce_commitments,
-        auto_join: config.auto_join,
+        auto_join,
         join_policy: policy,
+        allow_blind_signing: config.allow_blind_signing,
         ..CoordinatorConfig::default()
     }
     .with_env_overrides()?;
@@ -166,7 +182,11 @@ async fn run(config: NodeConfig) -> Result<Outcome> {
     };
 
     let coordinator = Coordinator::start(node_key, net, coordinator_config).await?;
-    let mut events = coordinator.subscribe();
+    Ok((coordinator, keypair))
+}
+
+/// The node's listening addresses, once it has some (up to 2 s).
+pub(crate) async fn listen_addrs(coordinator: &Coordinator) -> Result<Vec<Multiaddr>> {
     let mut addrs = Vec::new();
     for _ in 0..200 {
         addrs = coordinator.multiaddrs().await?;
@@ -175,6 +195,13 @@ async fn run(config: NodeConfig) -> Result<Outcome> {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    Ok(addrs)
+}
+
+async fn run(config: NodeConfig) -> Result<Outcome> {
+    let (coordinator, keypair) = start(&config, config.auto_join).await?;
+    let mut events = coordinator.subscribe();
+    let addrs = listen_addrs(&coordinator).await?;
     emit(json!({
         "event": "listening",
         "peer_id": coordinator.local_peer_id().to_string(),
@@ -276,6 +303,21 @@ async fn run(config: NodeConfig) -> Result<Outcome> {
                     json!({"event": "should-broadcast", "session_id": hex::encode(session_id), "coordinator_index": coordinator_index}),
                 );
                 coordinator.notify_broadcast_complete(*session_id)
+            }
+            CoordinatorEvent::SigningRequestRefused {
+                request_id,
+                creator_pubkey,
+                creator_peer_id,
+                reason,
+            } => {
+                emit(json!({
+                    "event": "request-refused",
+                    "request_id": hex::encode(request_id),
+                    "creator_pubkey": creator_pubkey.to_string(),
+                    "creator_peer_id": creator_peer_id,
+                    "reason": reason.to_string(),
+                }));
+                Ok(())
             }
             CoordinatorEvent::SessionError {
                 session_id,

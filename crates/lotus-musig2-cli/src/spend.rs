@@ -1,14 +1,21 @@
-//! `spend --local`: build a spend from a MuSig2 group's Taproot address, sign
-//! every input in this process (one MuSig2 session per input), verify it, and
-//! print it (or broadcast it through Chronik). Any `Err` is bad input (exit 2),
-//! except a broadcast refused by the indexer, which is reported the same way.
+//! `spend`: build a spend from a MuSig2 group's Taproot address, sign every
+//! input (one MuSig2 session per input) either in this process (`--local`)
+//! or through the running `lotus-musig2 node` processes of the co-signers
+//! (`--config`, each co-signer recomputing every sighash from the
+//! transaction), verify it, and print it (or broadcast it through Chronik).
+//! Any `Err` is bad input (exit 2), except a broadcast refused by the
+//! indexer or a signing that fails over the network, which are reported the
+//! same way.
 //!
 //! The data flow is described in `docs/TRANSACTIONS.md` ("Spending from a
-//! group: `spend --local`").
+//! group").
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use lotus_musig2::core::{KeyAggContext, Keypair, Lotus};
+use std::path::PathBuf;
+
+use lotus_musig2::coordinator::TransactionSigning;
+use lotus_musig2::core::{KeyAggContext, Keypair, Lotus, PublicKey};
 use lotus_musig2::identity::{ChronikClient, ChronikConfig};
 use lotus_musig2::tx::{
     Address, Destination, KEY_PATH_ONLY, Network, OutPoint, SighashType, TaprootKey, Transaction,
@@ -17,6 +24,7 @@ use lotus_musig2::tx::{
 use serde_json::json;
 
 use crate::commands::{Outcome, parse_seckey, sign_with_context};
+use crate::node::{self, NodeConfig};
 
 /// Outputs below this many satoshis are dust: lotusd does not relay them
 /// (lotus-sdk's `Transaction.DUST_AMOUNT`). Change below it goes to the fee.
@@ -29,8 +37,24 @@ const KEY_PATH_SCRIPT_SIG_LEN: usize = 1 + 65;
 pub struct SpendArgs {
     /// Sign in this process with these secret keys (32-byte hex each): the
     /// group is their N-of-N MuSig2 aggregate (Lotus flavor, keys sorted).
-    #[arg(long, required = true, num_args = 1.., value_name = "SECKEY")]
+    #[arg(
+        long,
+        required_unless_present = "config",
+        conflicts_with = "config",
+        num_args = 1..,
+        value_name = "SECKEY"
+    )]
     local: Vec<String>,
+    /// Sign through the co-signers' running `lotus-musig2 node` processes:
+    /// start a node from this configuration (the `node --config` format; its
+    /// key is ours, its `bootstrap` reaches the co-signers, its `chronik_url`
+    /// broadcasts) and announce one transaction request per input.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// With `--config`: a co-signer's public key (33-byte hex). Repeat for
+    /// each; the group is the configured key and these.
+    #[arg(long, requires = "config", value_name = "PUBKEY")]
+    cosigner: Vec<String>,
     /// An output of the group's Taproot address to spend, `TXID:VOUT:AMOUNT`
     /// (txid in display hex, amount in satoshis). Repeat for several.
     #[arg(long, required = true, value_name = "TXID:VOUT:AMOUNT")]
@@ -117,19 +141,64 @@ fn fee_for(tx: &Transaction, fee_rate: u64) -> Result<u64> {
         .context("--fee-rate: the fee overflows")
 }
 
+/// Who signs: secret keys in this process, or a node and its co-signers.
+enum Signers {
+    Local(Vec<Keypair>),
+    Nodes {
+        config: Box<NodeConfig>,
+        keys: Vec<PublicKey>,
+    },
+}
+
+impl Signers {
+    fn from_args(args: &SpendArgs) -> Result<Self> {
+        match &args.config {
+            None => Ok(Self::Local(
+                args.local
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| parse_seckey(s, &format!("--local #{}", i + 1)).map(Keypair::new))
+                    .collect::<Result<_>>()?,
+            )),
+            Some(path) => {
+                let config = node::load_config(path)?;
+                let ours = node::read_secret(config.secret_key_file.as_deref())?.public_key();
+                let mut keys = vec![ours];
+                for key in node::parse_keys(&args.cosigner).context("--cosigner")? {
+                    if keys.contains(&key) {
+                        bail!("--cosigner {key}: given twice (or our own key)");
+                    }
+                    keys.push(key);
+                }
+                Ok(Self::Nodes {
+                    config: Box::new(config),
+                    keys,
+                })
+            }
+        }
+    }
+
+    fn keys(&self) -> Vec<PublicKey> {
+        match self {
+            Self::Local(signers) => signers.iter().map(Keypair::public_key).collect(),
+            Self::Nodes { keys, .. } => keys.clone(),
+        }
+    }
+}
+
 pub fn spend(args: &SpendArgs) -> Result<Outcome> {
     let network: Network = args.network.parse().context("--network")?;
-    let signers: Vec<Keypair> = args
-        .local
-        .iter()
-        .enumerate()
-        .map(|(i, s)| parse_seckey(s, &format!("--local #{}", i + 1)).map(Keypair::new))
-        .collect::<Result<_>>()?;
+    let signers = Signers::from_args(args)?;
 
     // The group: MuSig2 aggregate key P (Lotus flavor, sorted keys), its
     // key-path-only Taproot commitment Q, the script and address of Q.
-    let keys: Vec<_> = signers.iter().map(Keypair::public_key).collect();
-    let ctx = KeyAggContext::<Lotus>::new_sorted(&keys).context("--local")?;
+    let keys = signers.keys();
+    let what = if args.config.is_some() {
+        "--config and --cosigner"
+    } else {
+        "--local"
+    };
+    let ctx = KeyAggContext::<Lotus>::new_sorted(&keys).context(what)?;
     let internal = ctx.aggregate_pubkey();
     let taproot = TaprootKey::new(&internal, &KEY_PATH_ONLY).context("Taproot commitment")?;
     let group_script = taproot.script_pubkey(None);
@@ -213,14 +282,25 @@ pub fn spend(args: &SpendArgs) -> Result<Outcome> {
     // under the tweaked key aggregation context (aggregate key = Q).
     let sighash_type = SighashType::ALL_LOTUS;
     let txid = tx.txid();
-    for index in 0..tx.inputs.len() {
-        let sighash = tx
-            .sighash(index, &spent, sighash_type)
-            .with_context(|| format!("sighash of input {index}"))?;
-        let signature = sign_with_context(&signing_ctx, &signers, &sighash.to_bytes())
-            .with_context(|| format!("MuSig2 session of input {index}"))?;
-        tx.set_taproot_key_path_signature(index, &spent, sighash_type, &signature)
-            .with_context(|| format!("input {index}"))?;
+    let mut chronik = args.chronik.clone();
+    match &signers {
+        Signers::Local(signers) => {
+            for index in 0..tx.inputs.len() {
+                let sighash = tx
+                    .sighash(index, &spent, sighash_type)
+                    .with_context(|| format!("sighash of input {index}"))?;
+                let signature = sign_with_context(&signing_ctx, signers, &sighash.to_bytes())
+                    .with_context(|| format!("MuSig2 session of input {index}"))?;
+                tx.set_taproot_key_path_signature(index, &spent, sighash_type, &signature)
+                    .with_context(|| format!("input {index}"))?;
+            }
+        }
+        Signers::Nodes { config, keys } => {
+            tx = sign_through_nodes(config, keys, &tx, &spent)?;
+            if chronik.is_none() {
+                chronik.clone_from(&config.chronik_url);
+            }
+        }
     }
     tx.verify(&spent)
         .context("the signed transaction does not verify")?;
@@ -231,7 +311,7 @@ pub fn spend(args: &SpendArgs) -> Result<Outcome> {
 
     // A failed broadcast still reports the signed transaction, so that it can
     // be broadcast another way.
-    let broadcast = match &args.chronik {
+    let broadcast = match &chronik {
         None => None,
         Some(url) => Some(
             broadcast(url, &raw)
@@ -264,6 +344,36 @@ pub fn spend(args: &SpendArgs) -> Result<Outcome> {
     Ok(Outcome {
         output: out.to_string(),
         code: 0,
+    })
+}
+
+/// Starts a node from `config` (joining nothing) and signs every input of
+/// `tx` with the co-signers' running nodes: one transaction request and one
+/// MuSig2 session per input (`Coordinator::sign_transaction`).
+fn sign_through_nodes(
+    config: &NodeConfig,
+    keys: &[PublicKey],
+    tx: &Transaction,
+    spent: &[TxOutput],
+) -> Result<Transaction> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let (coordinator, keypair) = node::start(config, false).await?;
+        node::listen_addrs(&coordinator).await?;
+        let options = TransactionSigning {
+            purpose: Some("lotus-musig2 spend".into()),
+            ..TransactionSigning::default()
+        };
+        let signed = coordinator
+            .sign_transaction(tx, spent, keys, &keypair, &options)
+            .await;
+        coordinator.shutdown().await;
+        Ok(signed
+            .context("signing through the co-signers' nodes")?
+            .transaction)
     })
 }
 

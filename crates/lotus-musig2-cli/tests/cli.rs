@@ -283,7 +283,8 @@ fn elect_matches_lotus_sdk_vectors() {
 
 /// Three `lotus-musig2 node` processes: A is started first; B and C know only
 /// A's address; C announces a request for all three keys. Each process signs
-/// and exits after one session.
+/// and exits after one session. The request is a bare 32-byte message, so
+/// every node's configuration allows blind signing.
 #[test]
 fn three_node_processes_sign_together() {
     use std::io::{BufRead, BufReader};
@@ -310,7 +311,7 @@ fn three_node_processes_sign_together() {
     let message = "ab".repeat(32);
     let write_config = |i: usize, bootstrap: &[String], announce: bool| {
         let mut text = format!(
-            "secret_key_file = {:?}\nexit_after = 1\nbootstrap = {:?}\n",
+            "secret_key_file = {:?}\nexit_after = 1\nallow_blind_signing = true\nbootstrap = {:?}\n",
             dir.join(format!("key{i}")).display().to_string(),
             bootstrap
         );

@@ -412,6 +412,51 @@ impl LocalCluster {
     }
 }
 
+/// Spawns a task that runs `coordinator`'s side of every session as soon as
+/// it can, as the CLI node does: the first round when the session is ready,
+/// round 1 after the commitments, round 2 after round 1, and a broadcast
+/// confirmation when told to broadcast. For co-signers of
+/// [`Coordinator::sign_transaction`] in tests and examples; do not run it on
+/// the node that calls `sign_transaction` (that call drives its own
+/// sessions). Ends when the node's event channel closes; abort the handle to
+/// stop it earlier.
+pub fn drive_rounds(coordinator: Coordinator) -> tokio::task::JoinHandle<()> {
+    let mut events = coordinator.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let event = match events.recv().await {
+                Ok(event) => event,
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "round driver missed events");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            };
+            let step = match event {
+                CoordinatorEvent::SessionReady { session_id, .. } => {
+                    let commitments = coordinator
+                        .get_session(session_id)
+                        .is_some_and(|info| info.nonce_commitments);
+                    if commitments {
+                        coordinator.publish_nonce_commitments(session_id)
+                    } else {
+                        coordinator.start_round1(session_id)
+                    }
+                }
+                CoordinatorEvent::NonceCommitmentsComplete(id) => coordinator.start_round1(id),
+                CoordinatorEvent::Round1Complete(id) => coordinator.start_round2(id),
+                CoordinatorEvent::ShouldBroadcast { session_id, .. } => {
+                    coordinator.notify_broadcast_complete(session_id)
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = step {
+                tracing::debug!(error = %e, "round driver: step not taken");
+            }
+        }
+    })
+}
+
 async fn wait_for_addrs(net: &NetHandle) -> Result<Vec<musig2_net::Multiaddr>, CoordinatorError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -6,6 +6,8 @@ use std::time::Duration;
 use musig2_election::ElectionMethod;
 use musig2_security::{SecurityConfig, SessionAnnouncement};
 
+use crate::txrequest::TransactionView;
+
 /// An application's decision on a signing request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JoinDecision {
@@ -15,9 +17,21 @@ pub enum JoinDecision {
     Refuse(String),
 }
 
+/// What the join policy sees: the verified announcement and, for a
+/// transaction request, the transaction this node decoded and checked
+/// (outputs with addresses and amounts, the fee, which inputs spend the
+/// group's key; its sighash already recomputed and equal to the message).
+#[derive(Debug, Clone, Copy)]
+pub struct JoinRequest<'a> {
+    /// The signed request.
+    pub announcement: &'a SessionAnnouncement,
+    /// The decoded transaction; `None` for a bare-message (blind) request.
+    pub transaction: Option<&'a TransactionView>,
+}
+
 /// Sees every verified signing request that names one of our keys before this
 /// node joins it automatically.
-pub type JoinPolicy = Arc<dyn Fn(&SessionAnnouncement) -> JoinDecision + Send + Sync>;
+pub type JoinPolicy = Arc<dyn Fn(&JoinRequest<'_>) -> JoinDecision + Send + Sync>;
 
 /// Configuration of a [`crate::Coordinator`].
 #[derive(Clone)]
@@ -40,6 +54,12 @@ pub struct CoordinatorConfig {
     pub auto_join: bool,
     /// The join policy (default: join every request that names our key).
     pub join_policy: JoinPolicy,
+    /// Join requests that carry only a 32-byte message and no transaction
+    /// (default: yes, for library users who compute their own messages). With
+    /// `false`, such a request is refused like a transaction whose sighash
+    /// does not match (`RequestRefusal::BlindSigning`); the CLI node turns it
+    /// off unless its configuration says `allow_blind_signing = true`.
+    pub allow_blind_signing: bool,
     /// How long to look for a co-signer through the DHT.
     pub discovery_timeout: Duration,
     /// A participant that disconnects and stays away this long fails the session.
@@ -67,6 +87,7 @@ impl std::fmt::Debug for CoordinatorConfig {
             .field("election_method", &self.election_method)
             .field("enable_nonce_commitment", &self.enable_nonce_commitment)
             .field("auto_join", &self.auto_join)
+            .field("allow_blind_signing", &self.allow_blind_signing)
             .finish_non_exhaustive()
     }
 }
@@ -83,6 +104,7 @@ impl Default for CoordinatorConfig {
             min_reputation_auto_connect: 0,
             auto_join: false,
             join_policy: Arc::new(|_| JoinDecision::Join),
+            allow_blind_signing: true,
             discovery_timeout: Duration::from_secs(30),
             disconnect_grace: Duration::from_secs(10),
             round_timeout: Duration::from_secs(120),

@@ -141,6 +141,22 @@ pub enum CoordinatorEvent {
     Peer(PeerEvent),
     /// `peer:blacklisted`, `peer:graylisted`, `peer:should-ban`.
     Security(SecurityEvent),
+    /// A verified signing request that names one of our keys was refused:
+    /// its transaction does not check out (e.g. its message is not the
+    /// sighash this node computed), it is blind and blind signing is off, or
+    /// the join policy said no. Names the creator.
+    SigningRequestRefused {
+        /// The request.
+        request_id: RequestId,
+        /// The creator's key (it signed the request).
+        creator_pubkey: PublicKey,
+        /// The creator's peer id, as the signed request claims it (the
+        /// announcing peer was checked to be this one when it came directly
+        /// or by gossip).
+        creator_peer_id: String,
+        /// Why.
+        reason: crate::txrequest::RequestRefusal,
+    },
 }
 
 /// A snapshot of a session for `get_session`.

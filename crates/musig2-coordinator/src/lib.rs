@@ -8,14 +8,16 @@ pub mod events;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 mod session;
+pub mod txrequest;
 pub mod wire;
 
-pub use config::{CoordinatorConfig, JoinDecision, JoinPolicy};
+pub use config::{CoordinatorConfig, JoinDecision, JoinPolicy, JoinRequest};
 pub use coordinator::{
     Coordinator, FinalSignature, REQUEST_KEY_PREFIX, REQUESTS_TOPIC, SESSION_KEY_PREFIX,
-    SIGNER_KEY_PREFIX,
+    SIGNER_KEY_PREFIX, SignedTransaction, TransactionSigning,
 };
 pub use events::{CoordinatorEvent, ErrorCode, RequestId, SessionId, SessionInfo};
+pub use txrequest::{RequestRefusal, TransactionView};
 
 /// Errors of the coordinator API.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,4 +50,11 @@ pub enum CoordinatorError {
     /// A message could not be encoded.
     #[error("encoding: {0}")]
     Encoding(String),
+    /// This node refuses the signing request (its transaction does not
+    /// check out, or it is a blind request and blind signing is off).
+    #[error("signing request refused: {0}")]
+    Refused(#[from] crate::txrequest::RequestRefusal),
+    /// A transaction could not be built, signed or verified.
+    #[error("transaction: {0}")]
+    Transaction(String),
 }

@@ -26,12 +26,12 @@ use crate::rule::{Malformation, SignedObject, Violation};
 use crate::time::Millis;
 
 /// The version of [`SessionAnnouncement`] this build speaks.
-pub const SESSION_ANNOUNCEMENT_VERSION: u8 = 2;
+pub const SESSION_ANNOUNCEMENT_VERSION: u8 = 3;
 /// The version of [`SignerAdvertisement`] this build speaks.
 pub const SIGNER_ADVERTISEMENT_VERSION: u8 = 1;
 
 /// Domain tag of a session announcement's signed bytes.
-pub const SESSION_ANNOUNCEMENT_TAG: &[u8] = b"lotus-musig2/session-announcement/v2\0";
+pub const SESSION_ANNOUNCEMENT_TAG: &[u8] = b"lotus-musig2/session-announcement/v3\0";
 /// Domain tag of a signer advertisement's signed bytes.
 pub const SIGNER_ADVERTISEMENT_TAG: &[u8] = b"lotus-musig2/signer-advertisement/v1\0";
 /// Domain tag of a signing request id.
@@ -185,6 +185,40 @@ impl SigningMetadata {
     }
 }
 
+/// An output spent by the transaction of a [`TransactionRequest`]: what the
+/// Lotus sighash of every input commits to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct SpentOutput {
+    /// Its amount, in satoshis.
+    pub amount: u64,
+    /// Its scriptPubKey.
+    pub script_pubkey: Vec<u8>,
+}
+
+/// The transaction a signing request asks to sign one input of, in the form
+/// every co-signer recomputes the sighash from (this crate does not parse
+/// it: the coordinator decodes it with `lotus-tx` and refuses a request whose
+/// `message` is not the sighash of `input_index`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct TransactionRequest {
+    /// The unsigned transaction, in Lotus serialization.
+    pub tx: Vec<u8>,
+    /// The output each input spends, in input order.
+    pub spent_outputs: Vec<SpentOutput>,
+    /// The input this request's MuSig2 session signs.
+    pub input_index: u32,
+}
+
+impl TransactionRequest {
+    fn encode(&self, w: &mut Writer) {
+        w.bytes(&self.tx).len(self.spent_outputs.len());
+        for output in &self.spent_outputs {
+            w.varint(output.amount).bytes(&output.script_pubkey);
+        }
+        w.varint(u64::from(self.input_index));
+    }
+}
+
 /// A signing request, announced by its creator (over the DHT, GossipSub or
 /// directly) and signed with the creator's key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -222,6 +256,9 @@ pub struct SessionAnnouncement {
     /// 32 random bytes, so two requests for the same keys and message are
     /// different requests and different sessions.
     pub request_nonce: [u8; 32],
+    /// The transaction whose input `message` is the sighash of, if the
+    /// request signs a transaction rather than a bare 32-byte message.
+    pub transaction: Option<TransactionRequest>,
     /// The creator's Lotus Schnorr signature over [`Signed::digest`].
     pub signature: Signature,
 }
@@ -259,6 +296,17 @@ impl SessionAnnouncement {
     /// is malformed (no signers, duplicate keys, creator not a signer, expiry
     /// not after creation).
     pub fn new_signed(request: SessionRequest, creator: &Keypair) -> Result<Self, Violation> {
+        Self::new_signed_with_transaction(request, None, creator)
+    }
+
+    /// [`SessionAnnouncement::new_signed`] for a request that signs input
+    /// `transaction.input_index` of a transaction: `request.message` must be
+    /// that input's sighash (co-signers recompute it and refuse otherwise).
+    pub fn new_signed_with_transaction(
+        request: SessionRequest,
+        transaction: Option<TransactionRequest>,
+        creator: &Keypair,
+    ) -> Result<Self, Violation> {
         let mut required_pubkeys = request.signers;
         required_pubkeys.sort();
         let creator_pubkey = creator.public_key();
@@ -282,6 +330,7 @@ impl SessionAnnouncement {
             created_at: request.created_at,
             expires_at: request.expires_at,
             request_nonce: request.request_nonce,
+            transaction,
             signature: unsigned(),
         };
         announcement.validate()?;
@@ -504,6 +553,7 @@ impl Signed for SessionAnnouncement {
             .varint(self.created_at)
             .varint(self.expires_at)
             .raw(&self.request_nonce);
+        w.option(self.transaction.as_ref(), |w, t| t.encode(w));
         w.finish()
     }
 
@@ -703,6 +753,7 @@ mod tests {
         created_at: u64,
         expires_at: u64,
         request_nonce: [u8; 32],
+        transaction: &'a Option<TransactionRequest>,
     }
 
     #[derive(serde::Serialize)]
@@ -734,6 +785,7 @@ mod tests {
             created_at: a.created_at,
             expires_at: a.expires_at,
             request_nonce: a.request_nonce,
+            transaction: &a.transaction,
         })
         .unwrap();
         let mut expected = SESSION_ANNOUNCEMENT_TAG.to_vec();
@@ -746,6 +798,73 @@ mod tests {
             postcard::from_bytes::<SessionAnnouncement>(&wire).unwrap(),
             a
         );
+    }
+
+    #[test]
+    fn a_transaction_request_is_postcard_encoded_and_signed() {
+        let (a, creator) = sample_announcement();
+        let transaction = TransactionRequest {
+            tx: vec![2, 0, 0, 0, 0xff, 0x80],
+            spent_outputs: vec![
+                SpentOutput {
+                    amount: 300,
+                    script_pubkey: vec![0x62, 0x51],
+                },
+                SpentOutput {
+                    amount: u64::MAX,
+                    script_pubkey: vec![],
+                },
+            ],
+            input_index: 300,
+        };
+        let request = SessionRequest {
+            signers: a.required_pubkeys.clone(),
+            message: a.message,
+            creator_peer_id: a.creator_peer_id.clone(),
+            creator_addrs: a.creator_addrs.clone(),
+            metadata: a.metadata.clone(),
+            election_method: a.election_method.clone(),
+            nonce_commitments: a.nonce_commitments,
+            coordinator_election: a.coordinator_election,
+            created_at: a.created_at,
+            expires_at: a.expires_at,
+            request_nonce: a.request_nonce,
+        };
+        let t = SessionAnnouncement::new_signed_with_transaction(
+            request,
+            Some(transaction.clone()),
+            &creator,
+        )
+        .unwrap();
+        assert_eq!(t.verify_signature(), Ok(()));
+        // The transaction is the last signed field: postcard of it is the tail.
+        let tail = postcard::to_allocvec(&Some(transaction)).unwrap();
+        assert!(t.signing_bytes().ends_with(&tail));
+        assert_eq!(
+            t.signing_bytes().len(),
+            a.signing_bytes().len() - 1 + tail.len()
+        );
+        let wire = postcard::to_allocvec(&t).unwrap();
+        assert_eq!(
+            postcard::from_bytes::<SessionAnnouncement>(&wire).unwrap(),
+            t
+        );
+        // Every part of it is signed.
+        for tamper in [
+            |t: &mut TransactionRequest| t.tx.push(0),
+            |t: &mut TransactionRequest| t.input_index = 0,
+            |t: &mut TransactionRequest| t.spent_outputs[0].amount += 1,
+            |t: &mut TransactionRequest| t.spent_outputs[1].script_pubkey.push(0x51),
+        ] {
+            let mut bad = t.clone();
+            if let Some(tx) = bad.transaction.as_mut() {
+                tamper(tx);
+            }
+            assert!(bad.verify_signature().is_err());
+        }
+        let mut stripped = t.clone();
+        stripped.transaction = None;
+        assert!(stripped.verify_signature().is_err());
     }
 
     #[test]
@@ -878,7 +997,7 @@ mod tests {
             Err(Violation::UnsupportedVersion {
                 what: "session announcement",
                 got: 1,
-                supported: 2
+                supported: 3
             })
         );
         let mut t = a.clone();

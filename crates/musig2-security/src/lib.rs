@@ -21,7 +21,8 @@ pub mod time;
 
 pub use announcement::{
     InputScriptType, SessionAnnouncement, SessionRequest, Signed, SignerAdvertisement,
-    SigningMetadata, TransactionType, lotus_sdk_session_id, request_id, session_id,
+    SigningMetadata, SpentOutput, TransactionRequest, TransactionType, lotus_sdk_session_id,
+    request_id, session_id,
 };
 pub use content::Delivery;
 pub use events::SecurityEvent;

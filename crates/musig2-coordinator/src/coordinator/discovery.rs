@@ -17,8 +17,9 @@ use tracing::{debug, info, warn};
 
 use super::{Coordinator, Inner, SIGNER_KEY_PREFIX, decode_exact, lock, sec_peer};
 use crate::CoordinatorError;
-use crate::config::JoinDecision;
+use crate::config::{JoinDecision, JoinRequest};
 use crate::events::CoordinatorEvent;
+use crate::txrequest::RequestRefusal;
 
 /// Auto-connect dials at most this many advertised addresses a minute, so
 /// a flood of advertisements cannot turn the node into a dialling reflector.
@@ -196,6 +197,15 @@ impl Inner {
             ours
         };
         let Some(keypair) = ours else { return };
+        // Recompute the sighash of a transaction request (refuse a blind one
+        // if so configured) before the policy or a join sees it.
+        let view = match self.screen_request(&announcement) {
+            Ok(view) => view,
+            Err(_) => {
+                lock(&self.state).pending.remove(&request_id);
+                return;
+            }
+        };
         // Join first (if the policy agrees), then tell the application: the
         // event then means "received, and joined if the policy said so".
         let joining_from_creator = lock(&self.state)
@@ -209,17 +219,22 @@ impl Inner {
         if self.config.auto_join && joining_from_creator >= AUTO_JOINING_PER_CREATOR {
             info!(request = %hex::encode(request_id), "not joined automatically: the creator already has {joining_from_creator} sessions waiting for joins here");
         } else if self.config.auto_join {
-            match (self.config.join_policy)(&announcement) {
+            let request = JoinRequest {
+                announcement: &announcement,
+                transaction: view.as_ref(),
+            };
+            match (self.config.join_policy)(&request) {
                 JoinDecision::Join => {
                     let coordinator = Coordinator {
                         inner: Arc::clone(self),
                     };
-                    if let Err(e) = coordinator.join(announcement.clone(), &keypair) {
+                    if let Err(e) = coordinator.join_screened(announcement.clone(), &keypair) {
                         warn!(error = %e, "automatic join failed");
                     }
                 }
                 JoinDecision::Refuse(reason) => {
-                    info!(request = %hex::encode(request_id), %reason, "join refused by policy")
+                    info!(request = %hex::encode(request_id), %reason, "join refused by policy");
+                    self.refuse(&announcement, RequestRefusal::Policy(reason));
                 }
             }
         }

@@ -25,6 +25,7 @@ mod lifecycle;
 mod outbound;
 mod records;
 mod state;
+mod transactions;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -34,7 +35,7 @@ use musig2_net::{Multiaddr, NetConfig, NetEvent, NetHandle, NodeKeypair, PeerEve
 use musig2_security::{
     Clock, Millis, PeerId as SecPeer, SecurityManager, SessionAnnouncement,
     SessionId as SecSessionId, SessionRequest, SignerAdvertisement, SigningMetadata, SystemClock,
-    TransactionType,
+    TransactionRequest, TransactionType,
 };
 use rand::RngCore;
 use tokio::sync::{broadcast, mpsc};
@@ -46,6 +47,7 @@ use crate::session::{Action, Session, SessionOptions};
 use crate::wire::Body;
 use state::State;
 pub use state::{CoordinatorCounters, StateSizes};
+pub use transactions::{SignedTransaction, TransactionSigning};
 
 /// GossipSub topic of signing requests.
 pub const REQUESTS_TOPIC: &str = "musig2:requests";
@@ -271,6 +273,20 @@ impl Coordinator {
         keypair: &Keypair,
         metadata: SigningMetadata,
     ) -> Result<RequestId, CoordinatorError> {
+        self.announce(required, message, keypair, metadata, None)
+            .await
+    }
+
+    /// [`Coordinator::announce_signing_request`], with the transaction the
+    /// message is a sighash of (see [`Coordinator::announce_transaction_request`]).
+    async fn announce(
+        &self,
+        required: &[PublicKey],
+        message: [u8; 32],
+        keypair: &Keypair,
+        metadata: SigningMetadata,
+        transaction: Option<TransactionRequest>,
+    ) -> Result<RequestId, CoordinatorError> {
         self.register_key(keypair);
         let now = self.inner.clock.now_ms();
         let mut request_nonce = [0u8; 32];
@@ -294,8 +310,9 @@ impl Coordinator {
             expires_at: now + self.inner.config.session_timeout.as_millis() as Millis,
             request_nonce,
         };
-        let announcement = SessionAnnouncement::new_signed(request, keypair)
-            .map_err(|v| CoordinatorError::InvalidRequest(v.to_string()))?;
+        let announcement =
+            SessionAnnouncement::new_signed_with_transaction(request, transaction, keypair)
+                .map_err(|v| CoordinatorError::InvalidRequest(v.to_string()))?;
         let request_id = announcement.request_id;
         let bytes = postcard::to_allocvec(&announcement)
             .map_err(|e| CoordinatorError::Encoding(e.to_string()))?;
@@ -406,6 +423,17 @@ impl Coordinator {
     }
 
     fn join(
+        &self,
+        announcement: SessionAnnouncement,
+        keypair: &Keypair,
+    ) -> Result<SessionId, CoordinatorError> {
+        // Never sign a message this node did not compute (txrequest).
+        self.inner.screen_request(&announcement)?;
+        self.join_screened(announcement, keypair)
+    }
+
+    /// [`Coordinator::join`] of a request `screen_request` accepted.
+    fn join_screened(
         &self,
         announcement: SessionAnnouncement,
         keypair: &Keypair,

@@ -231,6 +231,13 @@ pub struct CoordinatorCounters {
     pub buffered_dropped: u64,
     /// Completed sessions forgotten to keep the completed cache bounded.
     pub completed_evicted: u64,
+    /// Transaction requests whose sighash this node recomputed and found equal
+    /// to the request's message.
+    pub transaction_requests_verified: u64,
+    /// Requests refused: a transaction that does not check out, a blind
+    /// request with blind signing off, or the join policy
+    /// (`SigningRequestRefused`).
+    pub requests_refused: u64,
 }
 
 /// Sizes of the bounded collections, for tests and metrics.
