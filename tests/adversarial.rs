@@ -208,9 +208,7 @@ async fn orphan_flood_does_not_evict_honest_joins() {
             .send_body(
                 &cluster.nodes[1],
                 session,
-                Body::SessionAbort {
-                    reason: format!("{i}"),
-                },
+                byzantine::unsigned_abort(&format!("{i}")),
             )
             .await;
     }
@@ -379,7 +377,12 @@ async fn post_completion_abort_or_bad_finalize_keeps_the_signature_and_failover(
                 &cluster.nodes[target],
                 session,
                 1_000,
-                Body::SessionAbort { reason: "x".into() },
+                byzantine::abort_body(
+                    &cluster.nodes[other].keypair,
+                    session,
+                    index_of(&cluster, session, other),
+                    byzantine::plain_abort("x"),
+                ),
             )
             .await;
         }
@@ -389,9 +392,13 @@ async fn post_completion_abort_or_bad_finalize_keeps_the_signature_and_failover(
                 &cluster.nodes[target],
                 session,
                 1_001,
-                Body::SignatureFinalized {
-                    signature: musig2_core::Signature::from_bytes(&[7; 64]),
-                },
+                byzantine::finalized_body(
+                    &cluster.nodes[coordinator].keypair,
+                    session,
+                    index_of(&cluster, session, coordinator),
+                    musig2_core::Signature::from_bytes(&[7; 64]),
+                    None,
+                ),
             )
             .await;
         }
@@ -819,7 +826,7 @@ async fn a_blacklisted_peer_is_cut_off_at_the_transport() {
         session_id: session,
         sequence: 99,
         sent_at: now_ms(),
-        body: Body::SessionAbort { reason: "x".into() },
+        body: byzantine::unsigned_abort("x"),
     })
     .unwrap();
     assert!(
@@ -941,6 +948,7 @@ async fn a_participant_claiming_another_index_is_named() {
         Body::NonceCommit {
             signer_index: impersonated as u32,
             commitment: musig2_core::NonceCommitment::commit(&session, &kp.public_key(), &nonce),
+            signature: musig2_core::Signature::from_bytes(&[1; 64]),
         },
     )
     .await;
@@ -977,7 +985,13 @@ async fn a_non_coordinators_finalization_confirms_nothing() {
         &cluster.nodes[target],
         session,
         1_000,
-        Body::SignatureFinalized { signature },
+        byzantine::finalized_body(
+            &cluster.nodes[impostor].keypair,
+            session,
+            index_of(&cluster, session, impostor),
+            signature,
+            None,
+        ),
     )
     .await;
     wait_until(|| cluster.nodes[target].coordinator.counters().late_messages >= 1).await;
@@ -991,7 +1005,9 @@ async fn a_non_coordinators_finalization_confirms_nothing() {
                 session_id,
                 attempt,
             } if *session_id == session => Some(*attempt),
-            CoordinatorEvent::BroadcastConfirmed(id) if *id == session => Some(0),
+            CoordinatorEvent::BroadcastConfirmed { session_id, .. } if *session_id == session => {
+                Some(0)
+            }
             _ => None,
         })
         .await

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod config;
 pub mod coordinator;
 pub mod events;
+pub mod evidence;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 mod session;
@@ -15,7 +16,10 @@ pub use coordinator::{
     Coordinator, FinalSignature, REQUEST_KEY_PREFIX, REQUESTS_TOPIC, SESSION_KEY_PREFIX,
     SIGNER_KEY_PREFIX,
 };
-pub use events::{CoordinatorEvent, ErrorCode, RequestId, SessionId, SessionInfo};
+pub use events::{
+    ConfirmationBasis, CoordinatorEvent, ErrorCode, RequestId, SessionId, SessionInfo,
+};
+pub use evidence::{Blame, Evidence};
 
 /// Errors of the coordinator API.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
