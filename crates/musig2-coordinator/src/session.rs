@@ -321,24 +321,49 @@ impl Session {
         matches!(self.phase, SessionPhase::Complete | SessionPhase::Closed)
     }
 
-    /// The signers whose contribution to the current phase is missing.
+    /// The signers whose next contribution is missing here: before
+    /// everyone joined, the joins; then the first round not complete, where
+    /// our own contribution counts as missing until we sent it (a node whose
+    /// application never started a round names itself).
     pub fn missing(&self) -> Vec<usize> {
-        let have: Vec<bool> = match self.phase {
-            SessionPhase::Init | SessionPhase::SigningRequest => self.joined.clone(),
-            SessionPhase::SessionReady | SessionPhase::NonceCommit if self.commitments_enabled => {
-                self.commitments.iter().map(Option::is_some).collect()
+        match self.phase {
+            SessionPhase::Init | SessionPhase::SigningRequest => {
+                return (0..self.len()).filter(|i| !self.joined(*i)).collect();
             }
-            SessionPhase::SessionReady
-            | SessionPhase::NonceCommit
-            | SessionPhase::NonceExchange => self.nonces.iter().map(Option::is_some).collect(),
-            SessionPhase::PartialSigExchange => self.psigs.iter().map(Option::is_some).collect(),
-            SessionPhase::Complete | SessionPhase::Closed => vec![true; self.len()],
+            SessionPhase::Complete | SessionPhase::Closed => return Vec::new(),
+            _ => {}
+        }
+        let lacking = |have: &dyn Fn(usize) -> bool, sent_from: SessionPhase| -> Vec<usize> {
+            (0..self.len())
+                .filter(|i| {
+                    if *i == self.me {
+                        self.phase < sent_from
+                    } else {
+                        !have(*i)
+                    }
+                })
+                .collect()
         };
-        have.iter()
-            .enumerate()
-            .filter(|(_, h)| !**h)
-            .map(|(i, _)| i)
-            .collect()
+        if self.commitments_enabled {
+            let m = lacking(
+                &|i| self.commitments.get(i).is_some_and(Option::is_some),
+                SessionPhase::NonceCommit,
+            );
+            if !m.is_empty() {
+                return m;
+            }
+        }
+        let m = lacking(
+            &|i| self.nonces.get(i).is_some_and(Option::is_some),
+            SessionPhase::NonceExchange,
+        );
+        if !m.is_empty() {
+            return m;
+        }
+        lacking(
+            &|i| self.psigs.get(i).is_some_and(Option::is_some),
+            SessionPhase::PartialSigExchange,
+        )
     }
 
     pub fn info(&self) -> SessionInfo {

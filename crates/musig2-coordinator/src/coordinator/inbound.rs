@@ -307,7 +307,10 @@ impl Inner {
                         now,
                     );
                     let admitted = session.joined(index);
-                    if r.is_ok() && admitted {
+                    if r.is_ok() {
+                        // Its signature proves the key's owner speaks from
+                        // this peer, admitted or not (a joiner shown another
+                        // announcement still gets ours).
                         state.directory.insert(pubkey, peer);
                     }
                     r.map(|actions| (actions, admitted.then_some(peer)))

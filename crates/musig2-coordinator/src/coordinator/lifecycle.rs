@@ -227,10 +227,16 @@ impl Inner {
             }
             // Signers shown another announcement under this id are victims
             // of the creator until proven otherwise: never named for it.
+            // A contribution that arrived and waits for our phase is not missing.
+            let waiting: Vec<usize> = state
+                .buffered
+                .get(id)
+                .map(|list| list.iter().map(|(_, index, _)| *index).collect())
+                .unwrap_or_default();
             let missing: Vec<usize> = session
                 .missing()
                 .into_iter()
-                .filter(|i| !session.other_announcement.contains(i))
+                .filter(|i| !session.other_announcement.contains(i) && !waiting.contains(i))
                 .collect();
             if session.phase == SessionPhase::SigningRequest {
                 let deadline = session
