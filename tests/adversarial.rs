@@ -10,6 +10,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod byzantine;
+#[path = "adversarial/accountability.rs"]
+mod accountability;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -208,9 +210,7 @@ async fn orphan_flood_does_not_evict_honest_joins() {
             .send_body(
                 &cluster.nodes[1],
                 session,
-                Body::SessionAbort {
-                    reason: format!("{i}"),
-                },
+                byzantine::unsigned_abort(&format!("{i}")),
             )
             .await;
     }
@@ -379,7 +379,12 @@ async fn post_completion_abort_or_bad_finalize_keeps_the_signature_and_failover(
                 &cluster.nodes[target],
                 session,
                 1_000,
-                Body::SessionAbort { reason: "x".into() },
+                byzantine::abort_body(
+                    &cluster.nodes[other].keypair,
+                    session,
+                    index_of(&cluster, session, other),
+                    byzantine::plain_abort("x"),
+                ),
             )
             .await;
         }
@@ -389,9 +394,13 @@ async fn post_completion_abort_or_bad_finalize_keeps_the_signature_and_failover(
                 &cluster.nodes[target],
                 session,
                 1_001,
-                Body::SignatureFinalized {
-                    signature: musig2_core::Signature::from_bytes(&[7; 64]),
-                },
+                byzantine::finalized_body(
+                    &cluster.nodes[coordinator].keypair,
+                    session,
+                    index_of(&cluster, session, coordinator),
+                    musig2_core::Signature::from_bytes(&[7; 64]),
+                    None,
+                ),
             )
             .await;
         }
@@ -548,59 +557,6 @@ async fn signing_request_flood_is_bounded_and_does_not_block_honest_requests() {
     for node in cluster.nodes.iter_mut() {
         wait_ready(node, session).await;
     }
-    assert_no_honest_peer_penalised(&cluster);
-    cluster.shutdown().await;
-}
-
-// --- M10 (liveness part): withheld contributions ----------------------------------
-
-/// A signer that stays connected but withholds its nonce commitment: after
-/// the round timeout (injected clock) the others fail the session naming it,
-/// and release the slot.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_withheld_commitment_times_out_naming_the_withholder() {
-    let clock = Arc::new(ManualClock::new(now_ms()));
-    let cfg = CoordinatorConfig {
-        round_timeout: Duration::from_secs(5),
-        ..config()
-    };
-    let mut cluster = LocalCluster::start_with_clock(3, cfg, clock.clone())
-        .await
-        .unwrap();
-    let (_, session) = announce(&cluster, [11; 32]).await;
-    for node in cluster.nodes.iter_mut() {
-        wait_ready(node, session).await;
-    }
-    let withholder = index_of(&cluster, session, 2);
-    for i in [0, 1] {
-        cluster.nodes[i]
-            .coordinator
-            .publish_nonce_commitments(session)
-            .unwrap();
-    }
-    // Time runs on (1 s of injected time per 20 ms) until the sessions fail.
-    let ticking = tick(clock.clone());
-
-    for i in [0, 1] {
-        let (code, signer, culprits, message) = session_error(&mut cluster.nodes[i]).await;
-        match code {
-            ErrorCode::RoundTimeout => {
-                assert_eq!(signer, Some(withholder), "{message}");
-                assert_eq!(culprits, vec![withholder], "{message}");
-            }
-            // Told by another signer that timed out first (the withholder's
-            // own node, run by honest code here, times out too); the abort
-            // names the same signer. Blame on receipt of an abort is the
-            // accountability issue's (M10).
-            ErrorCode::Aborted => assert!(
-                message.contains("ROUND_TIMEOUT") && message.contains(&format!("[{withholder}]")),
-                "{message}"
-            ),
-            other => panic!("unexpected {other:?}: {message}"),
-        }
-        assert_eq!(open_sessions(&cluster.nodes[i]), 0);
-    }
-    ticking.abort();
     assert_no_honest_peer_penalised(&cluster);
     cluster.shutdown().await;
 }
@@ -819,7 +775,7 @@ async fn a_blacklisted_peer_is_cut_off_at_the_transport() {
         session_id: session,
         sequence: 99,
         sent_at: now_ms(),
-        body: Body::SessionAbort { reason: "x".into() },
+        body: byzantine::unsigned_abort("x"),
     })
     .unwrap();
     assert!(
@@ -941,6 +897,7 @@ async fn a_participant_claiming_another_index_is_named() {
         Body::NonceCommit {
             signer_index: impersonated as u32,
             commitment: musig2_core::NonceCommitment::commit(&session, &kp.public_key(), &nonce),
+            signature: musig2_core::Signature::from_bytes(&[1; 64]),
         },
     )
     .await;
@@ -977,7 +934,13 @@ async fn a_non_coordinators_finalization_confirms_nothing() {
         &cluster.nodes[target],
         session,
         1_000,
-        Body::SignatureFinalized { signature },
+        byzantine::finalized_body(
+            &cluster.nodes[impostor].keypair,
+            session,
+            index_of(&cluster, session, impostor),
+            signature,
+            None,
+        ),
     )
     .await;
     wait_until(|| cluster.nodes[target].coordinator.counters().late_messages >= 1).await;
@@ -991,7 +954,9 @@ async fn a_non_coordinators_finalization_confirms_nothing() {
                 session_id,
                 attempt,
             } if *session_id == session => Some(*attempt),
-            CoordinatorEvent::BroadcastConfirmed(id) if *id == session => Some(0),
+            CoordinatorEvent::BroadcastConfirmed { session_id, .. } if *session_id == session => {
+                Some(0)
+            }
             _ => None,
         })
         .await

@@ -7,9 +7,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use musig2_coordinator::cluster::ClusterNode;
-use musig2_coordinator::wire::{Body, WireMessage, encode};
+use musig2_coordinator::wire::{AbortReport, Body, WireMessage, encode, finalized_digest};
 use musig2_coordinator::{REQUEST_KEY_PREFIX, SIGNER_KEY_PREFIX};
-use musig2_core::{Keypair, PublicKey, Signature};
+use musig2_core::{
+    Keypair, NonceCommitment, PublicKey, PublicNonce, Signature, SignedContribution, Statement,
+};
 use musig2_net::{NetConfig, NetHandle, NodeKeypair, PeerId};
 use musig2_security::{
     PeerScore, SessionAnnouncement, SessionRequest, SignerAdvertisement, SigningMetadata,
@@ -117,6 +119,7 @@ impl Byzantine {
             signer_index: index as u32,
             pubkey: key,
             peer_id: self.peer_id().to_string(),
+            announcement_digest: [0; 32],
             signature: Signature::from_bytes(&[1; 64]),
         };
         self.send_body(target, session, body).await;
@@ -295,4 +298,81 @@ impl Byzantine {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `statement` signed by `signer` as signer `index` of `session`.
+pub fn signed(
+    signer: &Keypair,
+    session: [u8; 32],
+    index: usize,
+    statement: Statement,
+) -> SignedContribution {
+    SignedContribution::sign(session, index as u32, statement, signer.secret_key())
+}
+
+/// A signed abort, as signer `index` of `session` would send it.
+pub fn abort_body(signer: &Keypair, session: [u8; 32], index: usize, report: AbortReport) -> Body {
+    let signature = signed(signer, session, index, Statement::Abort(report.digest())).signature;
+    Body::SessionAbort {
+        report: Box::new(report),
+        signature,
+    }
+}
+
+/// A plain abort report naming nobody.
+pub fn plain_abort(reason: &str) -> AbortReport {
+    AbortReport {
+        code: "SESSION_ABORTED".into(),
+        culprits: vec![],
+        evidence: None,
+        reason: reason.into(),
+    }
+}
+
+/// An unsigned abort (from a peer that is not a signer).
+pub fn unsigned_abort(reason: &str) -> Body {
+    Body::SessionAbort {
+        report: Box::new(plain_abort(reason)),
+        signature: Signature::from_bytes(&[1; 64]),
+    }
+}
+
+/// A signed finalization, as signer `index` of `session` would send it.
+pub fn finalized_body(
+    signer: &Keypair,
+    session: [u8; 32],
+    index: usize,
+    signature: Signature,
+    txid: Option<[u8; 32]>,
+) -> Body {
+    let digest = finalized_digest(&signature, txid.as_ref());
+    Body::SignatureFinalized {
+        signature,
+        txid,
+        attestation: signed(signer, session, index, Statement::Finalized(digest)).signature,
+    }
+}
+
+/// A signed nonce commitment.
+pub fn commit_body(
+    signer: &Keypair,
+    session: [u8; 32],
+    index: usize,
+    commitment: NonceCommitment,
+) -> Body {
+    Body::NonceCommit {
+        signer_index: index as u32,
+        commitment,
+        signature: signed(signer, session, index, Statement::NonceCommitment(commitment))
+            .signature,
+    }
+}
+
+/// A signed public nonce.
+pub fn nonce_body(signer: &Keypair, session: [u8; 32], index: usize, nonce: PublicNonce) -> Body {
+    Body::NonceShare {
+        signer_index: index as u32,
+        nonce,
+        signature: signed(signer, session, index, Statement::PublicNonce(nonce)).signature,
+    }
 }

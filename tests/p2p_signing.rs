@@ -299,7 +299,8 @@ async fn a_backup_coordinator_confirms_for_everyone() {
         .unwrap();
     for node in cluster.nodes.iter_mut() {
         node.wait_for(Duration::from_secs(30), |e| {
-            matches!(e, CoordinatorEvent::BroadcastConfirmed(id) if *id == session).then_some(())
+            matches!(e, CoordinatorEvent::BroadcastConfirmed { session_id, .. } if *session_id == session)
+                .then_some(())
         })
         .await
         .unwrap();
@@ -456,6 +457,7 @@ async fn a_forged_join_does_not_end_the_session() {
             signer_index: victim_index as u32,
             pubkey: keys[1],
             peer_id: rogue.local_peer_id().to_string(),
+            announcement_digest: [0; 32],
             signature: musig2_core::Signature::from_bytes(&[1u8; 64]),
         },
     };

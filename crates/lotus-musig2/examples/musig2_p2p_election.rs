@@ -124,7 +124,7 @@ fn main() -> Result<()> {
             .notify_broadcast_complete(session)?;
         for node in cluster.nodes.iter_mut() {
             node.wait_for(WAIT, |e| {
-                matches!(e, CoordinatorEvent::BroadcastConfirmed(id) if *id == session)
+                matches!(e, CoordinatorEvent::BroadcastConfirmed { session_id, .. } if *session_id == session)
                     .then_some(())
             })
             .await?;

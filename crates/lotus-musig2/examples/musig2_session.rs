@@ -137,7 +137,7 @@ fn main() -> Result<()> {
             .notify_broadcast_complete(session)?;
         at_every_node(
             &mut cluster.nodes,
-            |e| matches!(e, CoordinatorEvent::BroadcastConfirmed(id) if *id == session),
+            |e| matches!(e, CoordinatorEvent::BroadcastConfirmed { session_id, .. } if *session_id == session),
         )
         .await?;
         print_phases(&cluster.nodes, session, "broadcast confirmed");

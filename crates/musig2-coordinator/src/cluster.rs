@@ -261,7 +261,7 @@ impl LocalCluster {
             broadcaster.ok_or(CoordinatorError::WrongState("no coordinator".into()))?;
         for node in self.nodes.iter_mut() {
             node.wait_for(timeout, |e| {
-                matches!(e, CoordinatorEvent::BroadcastConfirmed(id) if *id == session_id)
+                matches!(e, CoordinatorEvent::BroadcastConfirmed { session_id: id, .. } if *id == session_id)
                     .then_some(())
             })
             .await?;

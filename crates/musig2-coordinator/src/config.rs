@@ -70,6 +70,12 @@ pub struct CoordinatorConfig {
     /// opened here (or by the request's expiry, if sooner) fails with
     /// `JOIN_TIMEOUT`, naming every signer that did not join.
     pub join_timeout: Duration,
+    /// Deterministic failover: after completion, the coordinator of attempt
+    /// `k` has until `k · broadcast_timeout` to confirm its broadcast; then
+    /// every node moves to the next backup by itself (reference: 5 min).
+    /// Zero turns the automatic move off (`trigger_coordinator_failover`
+    /// still works, locally).
+    pub broadcast_timeout: Duration,
     /// Completed sessions kept (signature, failover) after their security
     /// slot is released; beyond it the oldest is forgotten.
     pub completed_capacity: usize,
@@ -108,6 +114,7 @@ impl Default for CoordinatorConfig {
             discovery_timeout: Duration::from_secs(30),
             disconnect_grace: Duration::from_secs(10),
             round_timeout: Duration::from_secs(120),
+            broadcast_timeout: Duration::from_secs(300),
             join_timeout: Duration::from_secs(10 * 60),
             completed_capacity: 1024,
             sweep_interval: Duration::from_millis(250),

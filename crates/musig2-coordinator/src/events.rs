@@ -6,6 +6,8 @@ use musig2_core::{PublicKey, Signature};
 use musig2_net::PeerEvent;
 use musig2_security::{SecurityEvent, SessionAnnouncement, SignerAdvertisement};
 
+pub use crate::evidence::Blame;
+
 /// A session id (32 bytes).
 pub type SessionId = [u8; 32];
 /// A signing-request id (32 bytes).
@@ -36,6 +38,13 @@ pub enum ErrorCode {
     DeliveryFailed,
     /// The aggregate signature is invalid although every partial verified.
     AggregationFailed,
+    /// A signer signed two conflicting statements (nonces, commitments,
+    /// partial signatures, or, for the creator, announcements); the error
+    /// carries the proof.
+    Equivocation,
+    /// Signers saw different inputs (round-2 transcripts differ) and the
+    /// views exchanged prove nobody guilty; nobody is blamed.
+    ViewMismatch,
 }
 
 impl ErrorCode {
@@ -52,8 +61,50 @@ impl ErrorCode {
             Self::Expired => "SESSION_EXPIRED",
             Self::DeliveryFailed => "DELIVERY_FAILED",
             Self::AggregationFailed => "AGGREGATION_FAILED",
+            Self::Equivocation => "EQUIVOCATION",
+            Self::ViewMismatch => "VIEW_MISMATCH",
         }
     }
+
+    /// Every code.
+    pub const ALL: [ErrorCode; 12] = [
+        Self::InvalidPartialSignature,
+        Self::NonceCommitmentMismatch,
+        Self::InvalidContribution,
+        Self::ParticipantDisconnected,
+        Self::RoundTimeout,
+        Self::JoinTimeout,
+        Self::Aborted,
+        Self::Expired,
+        Self::DeliveryFailed,
+        Self::AggregationFailed,
+        Self::Equivocation,
+        Self::ViewMismatch,
+    ];
+
+    /// Parses [`ErrorCode::as_str`]'s text.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+}
+
+/// What a broadcast confirmation rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfirmationBasis {
+    /// This node broadcast (`notify_broadcast_complete`).
+    Local {
+        /// The transaction id, if the application gave it.
+        txid: Option<[u8; 32]>,
+    },
+    /// The current coordinator's signed word (its `SignatureFinalized`),
+    /// naming the transaction id where it knows it.
+    CoordinatorWord {
+        /// The coordinator's sorted index.
+        coordinator_index: usize,
+        /// The transaction id it reported.
+        txid: Option<[u8; 32]>,
+    },
 }
 
 /// Coordinator events (the reference's event names in the comments).
@@ -96,7 +147,9 @@ pub enum CoordinatorEvent {
     },
     /// `session:closed`.
     SessionClosed(SessionId),
-    /// `session:error`. `signer` names the culprit where one is known.
+    /// `session:error`. `signer` names the culprit where one is known, and
+    /// `blame` says on what grounds (proof, observation, a co-signer's
+    /// report); only proof is held against a peer's reputation.
     SessionError {
         /// The session.
         session_id: SessionId,
@@ -110,6 +163,8 @@ pub enum CoordinatorEvent {
         culprits: Vec<usize>,
         /// Details.
         message: String,
+        /// The grounds, with the evidence where the node holds proof.
+        blame: Blame,
     },
     /// `session:should-broadcast`: this node is the (current) coordinator.
     ShouldBroadcast {
@@ -132,8 +187,13 @@ pub enum CoordinatorEvent {
         /// How many coordinators were tried.
         attempts: usize,
     },
-    /// `session:broadcast-confirmed`.
-    BroadcastConfirmed(SessionId),
+    /// `session:broadcast-confirmed`: failover stops.
+    BroadcastConfirmed {
+        /// The session.
+        session_id: SessionId,
+        /// What the confirmation rests on.
+        basis: ConfirmationBasis,
+    },
     /// `signer:discovered`.
     SignerDiscovered(Box<SignerAdvertisement>),
     /// `peer:discovered`, `peer:connected`, `peer:disconnected`,

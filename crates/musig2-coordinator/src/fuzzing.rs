@@ -12,14 +12,19 @@
 //! * nothing panics;
 //! * a signer produces at most one partial signature per session;
 //! * a session's phase only moves forward;
-//! * a final signature verifies under the session's aggregate key.
+//! * a final signature verifies under the session's aggregate key;
+//! * a signer never blames itself, and a fault that claims proof names a
+//!   signer that was made to misbehave, with evidence that checks out.
 
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 // Panicking on a broken invariant is this module's job.
 
 use std::collections::{HashMap, VecDeque};
 
-use musig2_core::{Keypair, PartialSignature, PublicKey, Signature};
+use musig2_core::{
+    Keypair, NonceGenInputs, PartialSignature, PublicKey, Signature, SignedContribution,
+    Statement, nonce_gen,
+};
 use musig2_net::PeerId;
 use musig2_security::{SessionAnnouncement, SessionPhase, SessionRequest, SigningMetadata};
 use rand::SeedableRng;
@@ -33,6 +38,9 @@ const N: usize = 3;
 struct Harness {
     sessions: Vec<Option<Session>>,
     peers: Vec<PeerId>,
+    keypairs: Vec<Keypair>,
+    /// Signers the input made misbehave (garbage or equivocation).
+    byzantine: [bool; N],
     queues: HashMap<(usize, usize), VecDeque<Body>>,
     last: Option<(usize, usize, Body)>,
     partials_sent: [usize; N],
@@ -88,7 +96,7 @@ impl Harness {
             election: true,
             failover: true,
         };
-        let mut sessions: Vec<Option<Session>> = keypairs
+        let sessions: Vec<Option<Session>> = keypairs
             .iter()
             .zip(&peers)
             .map(|(kp, peer)| {
@@ -100,11 +108,13 @@ impl Harness {
             .collect();
         // Everyone joins everyone (joins are verified by the coordinator
         // before they reach a session; that path has its own tests).
+        let mut sessions = sessions;
         let joins: Vec<Body> = sessions.iter().flatten().map(Session::my_join).collect();
         for (i, join) in joins.iter().enumerate() {
             let Body::SessionJoin {
                 pubkey,
                 peer_id,
+                announcement_digest,
                 signature,
                 ..
             } = join
@@ -113,8 +123,16 @@ impl Harness {
             };
             for (j, s) in sessions.iter_mut().enumerate() {
                 if let (true, Some(s)) = (i != j, s.as_mut()) {
-                    s.on_join(i, pubkey, peer_id, signature, &peers[i], 1)
-                        .expect("a real join verifies");
+                    s.on_join(
+                        i,
+                        pubkey,
+                        peer_id,
+                        announcement_digest,
+                        signature,
+                        &peers[i],
+                        1,
+                    )
+                    .expect("a real join verifies");
                 }
             }
         }
@@ -124,6 +142,8 @@ impl Harness {
         Self {
             sessions,
             peers,
+            keypairs,
+            byzantine: [false; N],
             queues: HashMap::new(),
             last: None,
             partials_sent: [0; N],
@@ -163,30 +183,74 @@ impl Harness {
                 }
             }
             7 => {
-                // A garbage partial signature from i.
+                // A garbage partial signature from i, signed by i, over a
+                // garbage transcript or (odd arg) over j's own transcript.
                 let mut bytes = [arg; 32];
                 bytes[0] = 0;
+                let transcript = match self.sessions.get(j) {
+                    Some(Some(s)) if arg & 1 == 1 => s.transcript_digest().unwrap_or([arg; 32]),
+                    _ => [arg; 32],
+                };
                 if let Ok(psig) = PartialSignature::from_slice(&bytes) {
+                    self.byzantine[i] = true;
+                    let statement = Statement::PartialSignature {
+                        partial_sig: psig,
+                        transcript,
+                    };
+                    let body = Body::PartialSigShare {
+                        signer_index: i as u32,
+                        partial_sig: psig,
+                        transcript,
+                        signature: self.sign(i, statement),
+                    };
+                    self.deliver(i, j, body);
+                }
+            }
+            8 => self.local(i, |s, _| s.coordinator_failed()),
+            9 if arg & 2 == 2 => {
+                // Equivocation: i sends j a second, fresh nonce, signed.
+                let key = self.keypairs[i].public_key();
+                let (_, nonce) = nonce_gen(&mut self.rng, key, NonceGenInputs::default());
+                self.byzantine[i] = true;
+                let body = Body::NonceShare {
+                    signer_index: i as u32,
+                    nonce,
+                    signature: self.sign(i, Statement::PublicNonce(nonce)),
+                };
+                self.deliver(i, j, body);
+            }
+            _ => {
+                if arg & 1 == 0 {
+                    self.local(i, |s, _| s.broadcast_complete(None));
+                } else {
+                    let signature = Signature::from_bytes(&[arg; 64]);
+                    let digest = crate::wire::finalized_digest(&signature, None);
+                    let attestation = self.sign(i, Statement::Finalized(digest));
                     self.deliver(
                         i,
                         j,
-                        Body::PartialSigShare {
-                            signer_index: i as u32,
-                            partial_sig: psig,
+                        Body::SignatureFinalized {
+                            signature,
+                            txid: None,
+                            attestation,
                         },
                     );
                 }
             }
-            8 => self.local(i, |s, _| s.coordinator_failed()),
-            _ => {
-                if arg & 1 == 0 {
-                    self.local(i, |s, _| s.broadcast_complete());
-                } else {
-                    let signature = Signature::from_bytes(&[arg; 64]);
-                    self.deliver(i, j, Body::SignatureFinalized { signature });
-                }
-            }
         }
+    }
+
+    /// `statement` signed by signer `i` for the session.
+    fn sign(&self, i: usize, statement: Statement) -> Signature {
+        let session_id = self
+            .sessions
+            .iter()
+            .flatten()
+            .map(|s| s.session_id)
+            .next()
+            .unwrap_or([0; 32]);
+        SignedContribution::sign(session_id, i as u32, statement, self.keypairs[i].secret_key())
+            .signature
     }
 
     /// A local API call on signer `i`; a misuse changes nothing.
@@ -219,20 +283,41 @@ impl Harness {
             Body::SessionJoin {
                 pubkey,
                 peer_id,
+                announcement_digest,
                 signature,
                 ..
-            } => session.on_join(from, &pubkey, &peer_id, &signature, &peer, now),
-            Body::NonceCommit { commitment, .. } => session.on_commitment(from, commitment, now),
-            Body::NonceShare { nonce, .. } => session.on_nonce(from, nonce, now),
-            Body::PartialSigShare { partial_sig, .. } => {
-                session.on_partial_sig(from, partial_sig, now)
-            }
-            Body::SignatureFinalized { signature } => session.on_finalized(from, &signature),
-            Body::SessionAbort { .. } if !session.is_done() => Err(crate::session::Fault {
-                code: crate::events::ErrorCode::Aborted,
-                signer: Some(from),
-                message: String::new(),
-            }),
+            } => session.on_join(
+                from,
+                &pubkey,
+                &peer_id,
+                &announcement_digest,
+                &signature,
+                &peer,
+                now,
+            ),
+            Body::NonceCommit {
+                commitment,
+                signature,
+                ..
+            } => session.on_commitment(from, commitment, signature, now),
+            Body::NonceShare {
+                nonce, signature, ..
+            } => session.on_nonce(from, nonce, signature, now),
+            Body::PartialSigShare {
+                partial_sig,
+                transcript,
+                signature,
+                ..
+            } => session.on_partial_sig(from, partial_sig, transcript, signature, now),
+            Body::TranscriptView { contributions } => session.on_view(from, &contributions),
+            Body::SignatureFinalized {
+                signature,
+                txid,
+                attestation,
+            } => session.on_finalized(from, &signature, txid, attestation),
+            Body::SessionAbort { report, signature } if !session.is_done() => Err(
+                crate::coordinator::judge_abort(session, from, &report, signature),
+            ),
             _ => Ok(Vec::new()),
         };
         match result {
@@ -240,6 +325,15 @@ impl Harness {
             Err(fault) => {
                 // The culprit named is never the receiver itself.
                 assert_ne!(fault.signer, Some(to), "a signer blamed itself: {fault:?}");
+                if let crate::evidence::Blame::Proof(evidence) = &fault.blame {
+                    let named = evidence.verify(&session.facts());
+                    assert_eq!(named.ok(), fault.signer, "evidence does not hold: {fault:?}");
+                    let culprit = fault.signer.unwrap_or(usize::MAX);
+                    assert!(
+                        self.byzantine.get(culprit).copied().unwrap_or(false),
+                        "an honest signer was proven guilty: {fault:?}"
+                    );
+                }
                 let done = session.is_done();
                 if !done {
                     self.sessions[to] = None;

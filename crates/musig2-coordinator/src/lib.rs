@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod config;
 pub mod coordinator;
 pub mod events;
+pub mod evidence;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 mod session;
@@ -16,7 +17,10 @@ pub use coordinator::{
     Coordinator, FinalSignature, REQUEST_KEY_PREFIX, REQUESTS_TOPIC, SESSION_KEY_PREFIX,
     SIGNER_KEY_PREFIX, SignedTransaction, TransactionSigning,
 };
-pub use events::{CoordinatorEvent, ErrorCode, RequestId, SessionId, SessionInfo};
+pub use events::{
+    ConfirmationBasis, CoordinatorEvent, ErrorCode, RequestId, SessionId, SessionInfo,
+};
+pub use evidence::{Blame, Evidence};
 pub use txrequest::{RequestRefusal, TransactionView};
 
 /// Errors of the coordinator API.

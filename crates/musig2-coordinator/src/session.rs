@@ -3,21 +3,25 @@
 //! events to emit) or a [`Fault`] that names the culprit.
 
 use musig2_core::{
-    KeyAggContext, Keypair, Lotus, NonceCommitment, NonceGenInputs, PartialSignature, PublicKey,
-    PublicNonce, SecretNonce, SessionContext, Signature, nonce_agg, nonce_gen, partial_sig_agg,
-    partial_sig_verify, schnorr, sign,
+    EquivocationProof, KeyAggContext, Keypair, Lotus, NonceCommitment, NonceGenInputs,
+    PartialSignature, PublicKey, PublicNonce, SecretNonce, SessionContext, Signature,
+    SignedContribution, Statement, nonce_agg, nonce_gen, partial_sig_agg, partial_sig_verify,
+    schnorr, sign,
 };
 use musig2_election::{
     ElectionMethod, Failover, FailoverStep, coordinator_priority_list, elect_coordinator,
 };
 use musig2_net::PeerId;
-use musig2_security::{InputScriptType, Millis, SessionAnnouncement, SessionPhase};
+use musig2_security::{InputScriptType, Millis, SessionAnnouncement, SessionPhase, Signed};
 use rand::CryptoRng;
 use std::str::FromStr;
 use tracing::info;
 
-use crate::events::{CoordinatorEvent, ErrorCode, RequestId, SessionId, SessionInfo};
-use crate::wire::{Body, join_digest};
+use crate::events::{
+    ConfirmationBasis, CoordinatorEvent, ErrorCode, RequestId, SessionId, SessionInfo,
+};
+use crate::evidence::{Blame, Evidence, SessionFacts};
+use crate::wire::{AbortReport, Body, finalized_digest, join_digest};
 
 /// What the shell must do after an input.
 #[derive(Debug, Clone)]
@@ -30,31 +34,82 @@ pub(crate) enum Action {
     Emit(CoordinatorEvent),
 }
 
-/// A failed input: the session cannot go on, and `signer` is to blame if set.
+/// A failed input: the session cannot go on; `signer` is to blame if set,
+/// on the grounds in `blame`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Fault {
     pub code: ErrorCode,
     pub signer: Option<usize>,
     pub message: String,
+    pub blame: Blame,
+    /// Learnt from a co-signer's abort (which every co-signer got): not
+    /// announced again.
+    pub from_abort: bool,
+    /// Every signer named (`signer` is the first); empty means `signer` alone.
+    pub culprits: Vec<usize>,
 }
 
 impl Fault {
+    /// Names several culprits.
+    pub fn with_culprits(mut self, culprits: Vec<usize>) -> Self {
+        self.culprits = culprits;
+        self
+    }
+
+    /// `signer` is at fault, as seen here (its own authenticated message).
     fn blame(code: ErrorCode, signer: usize, message: impl Into<String>) -> Self {
         Self {
             code,
             signer: Some(signer),
             message: message.into(),
+            blame: Blame::Observed,
+            from_abort: false,
+            culprits: Vec::new(),
+        }
+    }
+
+    /// `signer` is at fault, and `evidence` proves it.
+    fn proven(code: ErrorCode, signer: usize, message: impl Into<String>, evidence: Evidence) -> Self {
+        Self {
+            code,
+            signer: Some(signer),
+            message: message.into(),
+            blame: Blame::Proof(Box::new(evidence)),
+            from_abort: false,
+            culprits: Vec::new(),
+        }
+    }
+
+    /// Nobody is named.
+    pub fn nobody(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            signer: None,
+            message: message.into(),
+            blame: Blame::Unproven,
+            from_abort: false,
+            culprits: Vec::new(),
         }
     }
 }
 
+/// How a join relates to our announcement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JoinCheck {
+    /// Signed by the signer it names, for the announcement we hold.
+    Valid,
+    /// Signed by the signer it names, for another announcement under the
+    /// same session id: the creator showed two announcements.
+    OtherAnnouncement,
+}
+
 /// The extra input of every nonce this process draws:
-/// `SHA256(session_id ‖ process salt ‖ counter)`. The salt is 32 bytes from
+/// `SHA256(session_id ‖ announcement digest ‖ process salt ‖ counter)`. The salt is 32 bytes from
 /// the OS generator drawn once per process and the counter never repeats in
 /// a process, so a cloned process or a restored VM snapshot whose random
 /// generator state repeats still feeds different inputs into BIP327's
 /// NonceGen (defence in depth: the random draw itself comes from the OS).
-pub(crate) fn nonce_extra_input(session_id: &SessionId) -> [u8; 32] {
+pub(crate) fn nonce_extra_input(session_id: &SessionId, announcement_digest: &[u8; 32]) -> [u8; 32] {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
     static SALT: OnceLock<[u8; 32]> = OnceLock::new();
@@ -69,10 +124,11 @@ pub(crate) fn nonce_extra_input(session_id: &SessionId) -> [u8; 32] {
         salt
     });
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut bytes = [0u8; 72];
-    bytes[..32].copy_from_slice(session_id);
-    bytes[32..64].copy_from_slice(salt);
-    bytes[64..].copy_from_slice(&count.to_be_bytes());
+    let mut bytes = Vec::with_capacity(104);
+    bytes.extend_from_slice(session_id);
+    bytes.extend_from_slice(announcement_digest);
+    bytes.extend_from_slice(salt);
+    bytes.extend_from_slice(&count.to_be_bytes());
     musig2_core::hash::sha256(&bytes)
 }
 
@@ -97,6 +153,19 @@ pub(crate) struct Session {
     commitments: Vec<Option<NonceCommitment>>,
     nonces: Vec<Option<PublicNonce>>,
     psigs: Vec<Option<PartialSignature>>,
+    /// `Signed::digest` of the announcement: bound by joins and transcripts.
+    pub announcement_digest: [u8; 32],
+    /// What each signer signed (ours included): the evidence we can show.
+    signed_commitments: Vec<Option<SignedContribution>>,
+    signed_nonces: Vec<Option<SignedContribution>>,
+    /// Our transcript digest, once round 1 is complete.
+    transcript: Option<[u8; 32]>,
+    /// Co-signers whose round-2 transcript differs from ours (we sent them
+    /// our view); the session cannot complete, and nobody is blamed unless
+    /// the views prove an equivocation.
+    pub view_mismatch: Vec<usize>,
+    /// Co-signers whose join was for another announcement under our id.
+    pub other_announcement: Vec<usize>,
     secnonce: Option<SecretNonce>,
     context: Option<SessionContext<Lotus>>,
     pub final_signature: Option<Signature>,
@@ -164,6 +233,7 @@ impl Session {
         let creator_peer = PeerId::from_str(&announcement.creator_peer_id)
             .map_err(|_| Misuse("the creator's peer id does not parse".into()))?;
         let n = keys.len();
+        let announcement_digest = announcement.digest();
         let mut peers = vec![None; n];
         let mut joined = vec![false; n];
         if let (Some(p), Some(j)) = (peers.get_mut(creator), joined.get_mut(creator)) {
@@ -189,6 +259,12 @@ impl Session {
             commitments: vec![None; n],
             nonces: vec![None; n],
             psigs: vec![None; n],
+            announcement_digest,
+            signed_commitments: vec![None; n],
+            signed_nonces: vec![None; n],
+            transcript: None,
+            view_mismatch: Vec::new(),
+            other_announcement: Vec::new(),
             secnonce: None,
             context: None,
             final_signature: None,
@@ -205,6 +281,17 @@ impl Session {
 
     pub fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// Our transcript digest, once round 1 is complete.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn transcript_digest(&self) -> Option<[u8; 32]> {
+        self.transcript
+    }
+
+    /// Whether signer `index` has joined (for this announcement).
+    pub fn joined(&self, index: usize) -> bool {
+        self.joined.get(index).copied().unwrap_or(false)
     }
 
     /// The next sequence number for messages to signer `index`.
@@ -234,24 +321,49 @@ impl Session {
         matches!(self.phase, SessionPhase::Complete | SessionPhase::Closed)
     }
 
-    /// The signers whose contribution to the current phase is missing.
+    /// The signers whose next contribution is missing here: before
+    /// everyone joined, the joins; then the first round not complete, where
+    /// our own contribution counts as missing until we sent it (a node whose
+    /// application never started a round names itself).
     pub fn missing(&self) -> Vec<usize> {
-        let have: Vec<bool> = match self.phase {
-            SessionPhase::Init | SessionPhase::SigningRequest => self.joined.clone(),
-            SessionPhase::SessionReady | SessionPhase::NonceCommit if self.commitments_enabled => {
-                self.commitments.iter().map(Option::is_some).collect()
+        match self.phase {
+            SessionPhase::Init | SessionPhase::SigningRequest => {
+                return (0..self.len()).filter(|i| !self.joined(*i)).collect();
             }
-            SessionPhase::SessionReady
-            | SessionPhase::NonceCommit
-            | SessionPhase::NonceExchange => self.nonces.iter().map(Option::is_some).collect(),
-            SessionPhase::PartialSigExchange => self.psigs.iter().map(Option::is_some).collect(),
-            SessionPhase::Complete | SessionPhase::Closed => vec![true; self.len()],
+            SessionPhase::Complete | SessionPhase::Closed => return Vec::new(),
+            _ => {}
+        }
+        let lacking = |have: &dyn Fn(usize) -> bool, sent_from: SessionPhase| -> Vec<usize> {
+            (0..self.len())
+                .filter(|i| {
+                    if *i == self.me {
+                        self.phase < sent_from
+                    } else {
+                        !have(*i)
+                    }
+                })
+                .collect()
         };
-        have.iter()
-            .enumerate()
-            .filter(|(_, h)| !**h)
-            .map(|(i, _)| i)
-            .collect()
+        if self.commitments_enabled {
+            let m = lacking(
+                &|i| self.commitments.get(i).is_some_and(Option::is_some),
+                SessionPhase::NonceCommit,
+            );
+            if !m.is_empty() {
+                return m;
+            }
+        }
+        let m = lacking(
+            &|i| self.nonces.get(i).is_some_and(Option::is_some),
+            SessionPhase::NonceExchange,
+        );
+        if !m.is_empty() {
+            return m;
+        }
+        lacking(
+            &|i| self.psigs.get(i).is_some_and(Option::is_some),
+            SessionPhase::PartialSigExchange,
+        )
     }
 
     pub fn info(&self) -> SessionInfo {
@@ -280,13 +392,88 @@ impl Session {
             .map(|p| p.to_string())
             .unwrap_or_default();
         let pubkey = self.keypair.public_key();
-        let digest = join_digest(&self.request_id, &pubkey, &peer_id);
+        let digest = join_digest(
+            &self.request_id,
+            &self.announcement_digest,
+            &pubkey,
+            &peer_id,
+        );
         Body::SessionJoin {
             signer_index: self.me as u32,
             pubkey,
             peer_id,
+            announcement_digest: self.announcement_digest,
             signature: schnorr::sign(self.keypair.secret_key(), &digest),
         }
+    }
+
+    /// Signs one of our statements in this session.
+    fn sign_statement(&self, statement: Statement) -> SignedContribution {
+        SignedContribution::sign(
+            self.session_id,
+            self.me as u32,
+            statement,
+            self.keypair.secret_key(),
+        )
+    }
+
+    /// A co-signer's statement, with its signature checked under its key; a
+    /// bad signature on an authenticated co-signer's own message is its fault.
+    fn signed_by(
+        &self,
+        index: usize,
+        statement: Statement,
+        signature: Signature,
+    ) -> Result<SignedContribution, Fault> {
+        let contribution = SignedContribution {
+            session_id: self.session_id,
+            signer_index: index as u32,
+            statement,
+            signature,
+        };
+        let key = self.keys.get(index).ok_or_else(|| {
+            Fault::blame(ErrorCode::InvalidContribution, index, "no such signer")
+        })?;
+        contribution.verify(key).map_err(|_| {
+            Fault::blame(
+                ErrorCode::InvalidContribution,
+                index,
+                "a contribution whose signature does not verify",
+            )
+        })?;
+        Ok(contribution)
+    }
+
+    /// What evidence about this session is checked against.
+    pub fn facts(&self) -> SessionFacts<'_> {
+        SessionFacts {
+            announcement: &self.announcement,
+            session_id: self.session_id,
+            keys: &self.keys,
+            key_agg: &self.key_agg,
+            commitments: self.commitments_enabled,
+        }
+    }
+
+    /// Our signed abort carrying `report`.
+    pub fn abort_body(&self, report: AbortReport) -> Body {
+        let signature = self
+            .sign_statement(Statement::Abort(report.digest()))
+            .signature;
+        Body::SessionAbort {
+            report: Box::new(report),
+            signature,
+        }
+    }
+
+    /// Checks a co-signer's signed abort; the signed contribution it is.
+    pub fn verify_abort(
+        &self,
+        index: usize,
+        report: &AbortReport,
+        signature: Signature,
+    ) -> Result<SignedContribution, Fault> {
+        self.signed_by(index, Statement::Abort(report.digest()), signature)
     }
 
     fn progress(&mut self, now: Millis) {
@@ -297,14 +484,16 @@ impl Session {
     /// one at `index`, the join names the authenticated sender `from_peer`,
     /// and the signature under that key verifies. A join that fails here was
     /// not sent by the signer it names, so it must not take any slot.
+    #[allow(clippy::too_many_arguments)]
     pub fn verify_join(
         &self,
         index: usize,
         pubkey: &PublicKey,
         peer_id: &str,
+        announcement_digest: &[u8; 32],
         signature: &Signature,
         from_peer: &PeerId,
-    ) -> Result<(), Fault> {
+    ) -> Result<JoinCheck, Fault> {
         let bad = |m: &str| Fault::blame(ErrorCode::InvalidContribution, index, m.to_string());
         if self.keys.get(index) != Some(pubkey) {
             return Err(bad("join names a key that is not at its index"));
@@ -314,23 +503,50 @@ impl Session {
         }
         schnorr::verify(
             pubkey,
-            &join_digest(&self.request_id, pubkey, peer_id),
+            &join_digest(&self.request_id, announcement_digest, pubkey, peer_id),
             signature,
         )
-        .map_err(|_| bad("join signature is invalid"))
+        .map_err(|_| bad("join signature is invalid"))?;
+        Ok(if *announcement_digest == self.announcement_digest {
+            JoinCheck::Valid
+        } else {
+            JoinCheck::OtherAnnouncement
+        })
     }
 
     /// A signer's join. `from_peer` is the authenticated sender.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_join(
         &mut self,
         index: usize,
         pubkey: &PublicKey,
         peer_id: &str,
+        announcement_digest: &[u8; 32],
         signature: &Signature,
         from_peer: &PeerId,
         now: Millis,
     ) -> Result<Vec<Action>, Fault> {
-        self.verify_join(index, pubkey, peer_id, signature, from_peer)?;
+        if self.verify_join(
+            index,
+            pubkey,
+            peer_id,
+            announcement_digest,
+            signature,
+            from_peer,
+        )? == JoinCheck::OtherAnnouncement
+        {
+            // The joiner is who it says, but saw another announcement: show
+            // it ours (it then holds the creator's two signatures) and wait
+            // for the creator's proof; the joiner is not admitted.
+            if !self.other_announcement.contains(&index) {
+                self.other_announcement.push(index);
+            }
+            self.peers.get_mut(index).map(|p| p.replace(*from_peer));
+            return Ok(vec![Action::SendTo(
+                index,
+                Body::SigningRequest(Box::new(self.announcement.clone())),
+            )]);
+        }
         if let (Some(p), Some(j)) = (self.peers.get_mut(index), self.joined.get_mut(index)) {
             *p = Some(*from_peer);
             *j = true;
@@ -370,7 +586,10 @@ impl Session {
                 secret_key: Some(self.keypair.secret_key()),
                 aggregate_pubkey: Some(&agg_pk),
                 message: Some(&self.announcement.message),
-                extra_input: Some(&nonce_extra_input(&self.session_id)),
+                extra_input: Some(&nonce_extra_input(
+                    &self.session_id,
+                    &self.announcement_digest,
+                )),
             },
         );
         self.secnonce = Some(secnonce);
@@ -397,11 +616,14 @@ impl Session {
             NonceCommitment::commit(&self.session_id, &self.keypair.public_key(), &pubnonce);
         self.set(Slot::Nonce, self.me, SlotValue::Nonce(pubnonce));
         self.set(Slot::Commitment, self.me, SlotValue::Commitment(commitment));
+        let signed = self.sign_statement(Statement::NonceCommitment(commitment));
+        self.store_signed(&signed);
         self.phase = SessionPhase::NonceCommit;
         self.progress(now);
         let mut actions = vec![Action::SendToAll(Body::NonceCommit {
             signer_index: self.me as u32,
             commitment,
+            signature: signed.signature,
         })];
         actions.extend(self.check_commitments_complete());
         Ok(actions)
@@ -421,6 +643,7 @@ impl Session {
         &mut self,
         index: usize,
         commitment: NonceCommitment,
+        signature: Signature,
         now: Millis,
     ) -> Result<Vec<Action>, Fault> {
         if self.commitments.get(index).is_some_and(Option::is_some) {
@@ -430,6 +653,8 @@ impl Session {
                 "second nonce commitment",
             ));
         }
+        let signed = self.signed_by(index, Statement::NonceCommitment(commitment), signature)?;
+        self.store_signed(&signed);
         self.set(Slot::Commitment, index, SlotValue::Commitment(commitment));
         self.progress(now);
         Ok(self.check_commitments_complete())
@@ -463,11 +688,14 @@ impl Session {
             self.set(Slot::Nonce, self.me, SlotValue::Nonce(nonce));
             nonce
         };
+        let signed = self.sign_statement(Statement::PublicNonce(pubnonce));
+        self.store_signed(&signed);
         self.phase = SessionPhase::NonceExchange;
         self.progress(now);
         let mut actions = vec![Action::SendToAll(Body::NonceShare {
             signer_index: self.me as u32,
             nonce: pubnonce,
+            signature: signed.signature,
         })];
         actions.extend(
             self.check_round1_complete()
@@ -480,6 +708,7 @@ impl Session {
         &mut self,
         index: usize,
         nonce: PublicNonce,
+        signature: Signature,
         now: Millis,
     ) -> Result<Vec<Action>, Fault> {
         if index == self.me {
@@ -496,17 +725,23 @@ impl Session {
                 "second nonce",
             ));
         }
+        let signed = self.signed_by(index, Statement::PublicNonce(nonce), signature)?;
         if self.commitments_enabled {
             let signer = self.keys.get(index).copied();
             let commitment = self.commitments.get(index).copied().flatten();
-            match (signer, commitment) {
-                (Some(key), Some(c)) => {
+            let signed_commitment = self.signed_commitments.get(index).copied().flatten();
+            match (signer, commitment, signed_commitment) {
+                (Some(key), Some(c), Some(sc)) => {
                     c.verify(&self.session_id, &key, index, &nonce)
                         .map_err(|_| {
-                            Fault::blame(
+                            Fault::proven(
                                 ErrorCode::NonceCommitmentMismatch,
                                 index,
                                 "nonce does not open its commitment",
+                                Evidence::CommitmentMismatch {
+                                    commitment: sc,
+                                    nonce: signed,
+                                },
                             )
                         })?
                 }
@@ -519,6 +754,7 @@ impl Session {
                 }
             }
         }
+        self.store_signed(&signed);
         self.set(Slot::Nonce, index, SlotValue::Nonce(nonce));
         self.progress(now);
         self.check_round1_complete()
@@ -541,11 +777,18 @@ impl Session {
             &nonce_agg(&nonces),
             &self.announcement.message,
         )
-        .map_err(|e| Fault {
-            code: ErrorCode::AggregationFailed,
-            signer: None,
-            message: e.to_string(),
-        })?;
+        .map_err(|e| Fault::nobody(ErrorCode::AggregationFailed, e.to_string()))?;
+        let commitments: Option<Vec<NonceCommitment>> = if self.commitments_enabled {
+            self.commitments.iter().copied().collect()
+        } else {
+            None
+        };
+        self.transcript = Some(musig2_core::evidence::transcript(
+            &self.session_id,
+            &self.announcement_digest,
+            commitments.as_deref(),
+            &nonces,
+        ));
         self.context = Some(context);
         Ok(vec![Action::Emit(CoordinatorEvent::Round1Complete(
             self.session_id,
@@ -568,24 +811,38 @@ impl Session {
             .secnonce
             .take()
             .ok_or_else(|| Misuse("our secret nonce is gone".into()))?;
+        let transcript = self
+            .transcript
+            .ok_or_else(|| Misuse("round 1 is not complete".into()))?;
         let psig =
             sign(secnonce, &self.keypair, self.me, context).map_err(|e| Misuse(e.to_string()))?;
         self.set(Slot::Psig, self.me, SlotValue::Psig(psig));
+        let signed = self.sign_statement(Statement::PartialSignature {
+            partial_sig: psig,
+            transcript,
+        });
         self.phase = SessionPhase::PartialSigExchange;
         self.progress(now);
         let mut actions = vec![Action::SendToAll(Body::PartialSigShare {
             signer_index: self.me as u32,
             partial_sig: psig,
+            transcript,
+            signature: signed.signature,
         })];
         actions.extend(self.check_complete().map_err(|f| Misuse(f.message))?);
         Ok(actions)
     }
 
-    /// A partial signature, verified on arrival.
+    /// A partial signature, verified on arrival against our transcript. A
+    /// partial signature over another view is not verified (its signer may
+    /// be honest and shown other nonces): we send that signer our view, so
+    /// that an equivocation shows, and the session waits for the proof.
     pub fn on_partial_sig(
         &mut self,
         index: usize,
         psig: PartialSignature,
+        transcript: [u8; 32],
+        signature: Signature,
         now: Millis,
     ) -> Result<Vec<Action>, Fault> {
         if index == self.me || self.psigs.get(index).is_some_and(Option::is_some) {
@@ -595,23 +852,130 @@ impl Session {
                 "second partial signature",
             ));
         }
-        let (Some(context), Some(Some(nonce))) = (&self.context, self.nonces.get(index)) else {
+        let share = self.signed_by(
+            index,
+            Statement::PartialSignature {
+                partial_sig: psig,
+                transcript,
+            },
+            signature,
+        )?;
+        let (Some(context), Some(Some(nonce)), Some(ours)) =
+            (&self.context, self.nonces.get(index), self.transcript)
+        else {
             return Err(Fault::blame(
                 ErrorCode::InvalidContribution,
                 index,
                 "partial signature before round 1",
             ));
         };
-        partial_sig_verify(context, &psig, nonce, index).map_err(|_| {
-            Fault::blame(
+        if transcript != ours {
+            self.progress(now);
+            if self.view_mismatch.contains(&index) {
+                return Ok(Vec::new());
+            }
+            self.view_mismatch.push(index);
+            info!(session = %hex::encode(self.session_id), signer = index, "round-2 transcripts differ; views exchanged");
+            return Ok(vec![Action::SendTo(index, self.view_body())]);
+        }
+        if partial_sig_verify(context, &psig, nonce, index).is_err() {
+            let evidence = Evidence::InvalidPartialSignature {
+                share,
+                commitments: self.signed_commitments.iter().flatten().copied().collect(),
+                nonces: self.signed_nonces.iter().flatten().copied().collect(),
+            };
+            return Err(Fault::proven(
                 ErrorCode::InvalidPartialSignature,
                 index,
                 format!("signer {index}: invalid partial signature"),
-            )
-        })?;
+                evidence,
+            ));
+        }
         self.set(Slot::Psig, index, SlotValue::Psig(psig));
         self.progress(now);
         self.check_complete()
+    }
+
+    /// Our view: every signed commitment and nonce we hold, in signer order.
+    fn view_body(&self) -> Body {
+        Body::TranscriptView {
+            contributions: self
+                .signed_commitments
+                .iter()
+                .chain(self.signed_nonces.iter())
+                .flatten()
+                .copied()
+                .collect(),
+        }
+    }
+
+    /// A co-signer's view. A statement in it that conflicts with the one
+    /// its signer sent us, both signed, proves that signer equivocated.
+    /// Statements that do not verify are ignored (they prove nothing about
+    /// their claimed signer); a view that shows no conflict changes nothing.
+    pub fn on_view(
+        &mut self,
+        from: usize,
+        contributions: &[SignedContribution],
+    ) -> Result<Vec<Action>, Fault> {
+        for theirs in contributions {
+            let index = theirs.signer_index as usize;
+            let Some(key) = self.keys.get(index).copied() else {
+                continue;
+            };
+            let ours = match theirs.statement {
+                Statement::NonceCommitment(_) => self.signed_commitments.get(index),
+                Statement::PublicNonce(_) => self.signed_nonces.get(index),
+                _ => None,
+            };
+            let Some(Some(ours)) = ours.copied() else {
+                continue;
+            };
+            if let Some(proof) = EquivocationProof::new(key, ours, *theirs) {
+                return Err(Fault::proven(
+                    ErrorCode::Equivocation,
+                    index,
+                    format!(
+                        "signer {index} sent different {} to different signers (shown by signer {from})",
+                        match theirs.statement {
+                            Statement::NonceCommitment(_) => "nonce commitments",
+                            _ => "nonces",
+                        }
+                    ),
+                    Evidence::Equivocation(proof),
+                ));
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// Another announcement under our session id arrived: if its creator
+    /// signed it, the creator equivocated.
+    pub fn on_other_announcement(&self, other: &SessionAnnouncement) -> Result<(), Fault> {
+        let evidence = Evidence::AnnouncementEquivocation {
+            first: Box::new(self.announcement.clone()),
+            second: Box::new(other.clone()),
+        };
+        match evidence.verify(&self.facts()) {
+            Ok(creator) => Err(Fault::proven(
+                ErrorCode::Equivocation,
+                creator,
+                format!("the creator (signer {creator}) signed two announcements for this session"),
+                evidence,
+            )),
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn store_signed(&mut self, signed: &SignedContribution) {
+        let list = match signed.statement {
+            Statement::NonceCommitment(_) => &mut self.signed_commitments,
+            Statement::PublicNonce(_) => &mut self.signed_nonces,
+            _ => return,
+        };
+        if let Some(slot) = list.get_mut(signed.signer_index as usize) {
+            *slot = Some(*signed);
+        }
     }
 
     fn check_complete(&mut self) -> Result<Vec<Action>, Fault> {
@@ -628,10 +992,11 @@ impl Session {
             return Ok(Vec::new());
         };
         let signature = partial_sig_agg(context, &psigs);
-        musig2_core::verify(context, &signature).map_err(|_| Fault {
-            code: ErrorCode::AggregationFailed,
-            signer: None,
-            message: "the aggregate signature does not verify".into(),
+        musig2_core::verify(context, &signature).map_err(|_| {
+            Fault::nobody(
+                ErrorCode::AggregationFailed,
+                "the aggregate signature does not verify",
+            )
         })?;
         self.final_signature = Some(signature);
         self.phase = SessionPhase::Complete;
@@ -687,26 +1052,77 @@ impl Session {
         })
     }
 
-    /// We broadcast: tell everyone and stop failover.
-    pub fn broadcast_complete(&mut self) -> Result<Vec<Action>, Misuse> {
+    /// Deterministic failover: the coordinator of attempt `k` (1-based, in
+    /// the election's priority order) has `timeout` from completion + (k−1)·
+    /// `timeout` to confirm its broadcast; after that every node moves on to
+    /// the next, with no message, so honest nodes agree on the current
+    /// coordinator up to the spread of their completion times.
+    pub fn failover_due(&mut self, now: Millis, timeout: Millis) -> Vec<Action> {
+        let (Some(completed), Some(f)) = (self.completed_at, self.failover.as_ref()) else {
+            return Vec::new();
+        };
+        if !f.is_active() || timeout == 0 {
+            return Vec::new();
+        }
+        let due = 1 + (now.saturating_sub(completed) / timeout) as usize;
+        let mut actions = Vec::new();
+        while self
+            .failover
+            .as_ref()
+            .is_some_and(|f| f.is_active() && f.attempt() < due)
+        {
+            match self.coordinator_failed() {
+                Ok(more) => actions.extend(more),
+                Err(_) => break,
+            }
+        }
+        actions
+    }
+
+    /// We broadcast (`txid` if we know it): tell everyone, signed, and stop
+    /// failover.
+    pub fn broadcast_complete(&mut self, txid: Option<[u8; 32]>) -> Result<Vec<Action>, Misuse> {
         let signature = self
             .final_signature
             .ok_or_else(|| Misuse("the session is not complete".into()))?;
         if let Some(f) = self.failover.as_mut() {
             f.broadcast_confirmed();
         }
+        let attestation = self
+            .sign_statement(Statement::Finalized(finalized_digest(
+                &signature,
+                txid.as_ref(),
+            )))
+            .signature;
         Ok(vec![
-            Action::SendToAll(Body::SignatureFinalized { signature }),
-            Action::Emit(CoordinatorEvent::BroadcastConfirmed(self.session_id)),
+            Action::SendToAll(Body::SignatureFinalized {
+                signature,
+                txid,
+                attestation,
+            }),
+            Action::Emit(CoordinatorEvent::BroadcastConfirmed {
+                session_id: self.session_id,
+                basis: ConfirmationBasis::Local { txid },
+            }),
         ])
     }
 
-    /// The coordinator reports its broadcast.
+    /// The coordinator reports its broadcast, signed. The confirmation rests
+    /// on its word (and the txid it names, which a node with a Chronik
+    /// client can check); a finalization of another signature, or one its
+    /// coordinator did not sign, confirms nothing.
     pub fn on_finalized(
         &mut self,
         index: usize,
         signature: &Signature,
+        txid: Option<[u8; 32]>,
+        attestation: Signature,
     ) -> Result<Vec<Action>, Fault> {
+        self.signed_by(
+            index,
+            Statement::Finalized(finalized_digest(signature, txid.as_ref())),
+            attestation,
+        )?;
         if self.final_signature.is_some_and(|s| s != *signature) {
             return Err(Fault::blame(
                 ErrorCode::InvalidContribution,
@@ -721,9 +1137,13 @@ impl Session {
         Ok(if already {
             Vec::new()
         } else {
-            vec![Action::Emit(CoordinatorEvent::BroadcastConfirmed(
-                self.session_id,
-            ))]
+            vec![Action::Emit(CoordinatorEvent::BroadcastConfirmed {
+                session_id: self.session_id,
+                basis: ConfirmationBasis::CoordinatorWord {
+                    coordinator_index: index,
+                    txid,
+                },
+            })]
         })
     }
 
@@ -802,20 +1222,17 @@ mod tests {
         let n2 = b.generate_nonce(&mut rand::rngs::StdRng::seed_from_u64(5));
         assert_ne!(n1, n2);
         let id = [7u8; 32];
-        assert_ne!(nonce_extra_input(&id), nonce_extra_input(&id));
+        assert_ne!(
+            nonce_extra_input(&id, &[1; 32]),
+            nonce_extra_input(&id, &[1; 32])
+        );
     }
 
-    /// Three sessions, one per signer, wired together by hand.
-    fn sessions(commitments: bool) -> (Vec<Session>, Vec<Keypair>) {
-        let peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        let keypairs: Vec<Keypair> = (0..3).map(|_| Keypair::random(&mut rng)).collect();
-        let mut keys: Vec<PublicKey> = keypairs.iter().map(Keypair::public_key).collect();
-        keys.sort();
-        let request = SessionRequest {
-            signers: keys.clone(),
+    fn request(peer: &PeerId, keys: &[PublicKey]) -> SessionRequest {
+        SessionRequest {
+            signers: keys.to_vec(),
             message: [9u8; 32],
-            creator_peer_id: peers[0].to_string(),
+            creator_peer_id: peer.to_string(),
             creator_addrs: vec![],
             metadata: SigningMetadata::default(),
             election_method: "lexicographic".into(),
@@ -824,41 +1241,42 @@ mod tests {
             created_at: 0,
             expires_at: 1_000_000,
             request_nonce: [1u8; 32],
-        };
-        let creator = keypairs.iter().find(|k| k.public_key() == keys[0]).unwrap();
-        let announcement = SessionAnnouncement::new_signed(request, creator).unwrap();
+        }
+    }
+
+    /// Three sessions, one per signer (in sorted key order), wired together
+    /// by hand; their keypairs and peers in the same order.
+    fn sessions(commitments: bool) -> (Vec<Session>, Vec<Keypair>) {
+        let (s, k, _) = sessions_with_peers(commitments);
+        (s, k)
+    }
+
+    fn sessions_with_peers(commitments: bool) -> (Vec<Session>, Vec<Keypair>, Vec<PeerId>) {
+        let peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut keypairs: Vec<Keypair> = (0..3).map(|_| Keypair::random(&mut rng)).collect();
+        keypairs.sort_by_key(Keypair::public_key);
+        let keys: Vec<PublicKey> = keypairs.iter().map(Keypair::public_key).collect();
+        let announcement =
+            SessionAnnouncement::new_signed(request(&peers[0], &keys), &keypairs[0]).unwrap();
         let options = SessionOptions {
             commitments,
             election: true,
             failover: true,
         };
-        let mut ordered = Vec::new();
-        let mut out = Vec::new();
-        for (i, key) in keys.iter().enumerate() {
-            let kp = keypairs
-                .iter()
-                .find(|k| k.public_key() == *key)
-                .unwrap()
-                .clone();
-            out.push(Session::new(announcement.clone(), kp.clone(), peers[i], options, 0).unwrap());
-            ordered.push(kp);
-        }
+        let mut out: Vec<Session> = keypairs
+            .iter()
+            .zip(&peers)
+            .map(|(kp, peer)| {
+                Session::new(announcement.clone(), kp.clone(), *peer, options, 0).unwrap()
+            })
+            .collect();
         // Everyone joins everyone.
         for i in 0..3 {
             let join = out[i].my_join();
-            let Body::SessionJoin {
-                pubkey,
-                peer_id,
-                signature,
-                ..
-            } = &join
-            else {
-                panic!("my_join is a SessionJoin")
-            };
-            for (j, s) in out.iter_mut().enumerate() {
+            for j in 0..3 {
                 if i != j {
-                    s.on_join(i, pubkey, peer_id, signature, &peers[i], 1)
-                        .unwrap();
+                    feed(&mut out[j], i, &join, &peers[i]).unwrap();
                 }
             }
         }
@@ -866,14 +1284,51 @@ mod tests {
             s.check_ready();
             assert_eq!(s.phase, SessionPhase::SessionReady);
         }
-        (out, ordered)
+        (out, keypairs, peers)
+    }
+
+    /// `body` from signer `from` (peer `peer`) reaches `s`.
+    fn feed(s: &mut Session, from: usize, body: &Body, peer: &PeerId) -> Result<Vec<Action>, Fault> {
+        match body.clone() {
+            Body::SessionJoin {
+                pubkey,
+                peer_id,
+                announcement_digest,
+                signature,
+                ..
+            } => s.on_join(
+                from,
+                &pubkey,
+                &peer_id,
+                &announcement_digest,
+                &signature,
+                peer,
+                1,
+            ),
+            Body::NonceCommit {
+                commitment,
+                signature,
+                ..
+            } => s.on_commitment(from, commitment, signature, 3),
+            Body::NonceShare {
+                nonce, signature, ..
+            } => s.on_nonce(from, nonce, signature, 5),
+            Body::PartialSigShare {
+                partial_sig,
+                transcript,
+                signature,
+                ..
+            } => s.on_partial_sig(from, partial_sig, transcript, signature, 7),
+            Body::TranscriptView { contributions } => s.on_view(from, &contributions),
+            other => panic!("not fed in these tests: {other:?}"),
+        }
     }
 
     fn sent(actions: &[Action]) -> Body {
         actions
             .iter()
             .find_map(|a| match a {
-                Action::SendToAll(b) => Some(b.clone()),
+                Action::SendToAll(b) | Action::SendTo(_, b) => Some(b.clone()),
                 _ => None,
             })
             .unwrap()
@@ -885,67 +1340,79 @@ mod tests {
             .iter_mut()
             .map(|x| sent(&x.publish_nonce_commitment(rng, 2).unwrap()))
             .collect();
-        for (i, c) in commits.iter().enumerate() {
-            let Body::NonceCommit { commitment, .. } = c else {
-                panic!("a commitment")
-            };
+        exchange(s, &commits);
+    }
+
+    /// Every signer gets every other signer's `bodies[i]`.
+    fn exchange(s: &mut [Session], bodies: &[Body]) {
+        let peer = PeerId::random();
+        for (i, b) in bodies.iter().enumerate() {
             for (j, x) in s.iter_mut().enumerate() {
                 if i != j {
-                    x.on_commitment(i, *commitment, 3).unwrap();
+                    feed(x, i, b, &peer).unwrap();
                 }
             }
         }
     }
 
-    #[test]
-    fn a_forged_partial_signature_is_blamed_on_its_signer() {
-        let (mut s, _) = sessions(true);
-        let mut rng = rand::rng();
-        exchange_commitments(&mut s, &mut rng);
+    fn round1(s: &mut [Session], rng: &mut rand::rngs::ThreadRng) -> Vec<Body> {
         let nonces: Vec<Body> = s
             .iter_mut()
-            .map(|x| sent(&x.start_round1(&mut rng, 4).unwrap()))
+            .map(|x| sent(&x.start_round1(rng, 4).unwrap()))
             .collect();
-        for (i, n) in nonces.iter().enumerate() {
-            let Body::NonceShare { nonce, .. } = n else {
-                panic!()
-            };
-            for (j, x) in s.iter_mut().enumerate() {
-                if i != j {
-                    x.on_nonce(i, *nonce, 5).unwrap();
-                }
-            }
-        }
+        exchange(s, &nonces);
+        nonces
+    }
+
+    #[test]
+    fn a_forged_partial_signature_is_blamed_on_its_signer_with_proof() {
+        let (mut s, kps) = sessions(true);
+        let mut rng = rand::rng();
+        exchange_commitments(&mut s, &mut rng);
+        round1(&mut s, &mut rng);
         let psigs: Vec<Body> = s
             .iter_mut()
             .map(|x| sent(&x.start_round2(6).unwrap()))
             .collect();
-        let Body::PartialSigShare { partial_sig, .. } = &psigs[2] else {
+        let Body::PartialSigShare {
+            partial_sig,
+            transcript,
+            ..
+        } = &psigs[2]
+        else {
             panic!()
         };
         let mut bytes = partial_sig.to_bytes();
         bytes[31] ^= 1;
         let forged = PartialSignature::from_bytes(&bytes).unwrap();
-        let fault = s[0].on_partial_sig(2, forged, 7).unwrap_err();
+        let statement = Statement::PartialSignature {
+            partial_sig: forged,
+            transcript: *transcript,
+        };
+        let signature =
+            SignedContribution::sign(s[0].session_id, 2, statement, kps[2].secret_key()).signature;
+        let fault = s[0]
+            .on_partial_sig(2, forged, *transcript, signature, 7)
+            .unwrap_err();
         assert_eq!(
             (fault.code, fault.signer),
             (ErrorCode::InvalidPartialSignature, Some(2))
         );
+        // The proof checks out at another signer, and names signer 2.
+        let evidence = fault.blame.evidence().unwrap();
+        assert_eq!(evidence.verify(&s[1].facts()), Ok(2));
+        // The same psig signed by someone else proves nothing.
+        let mut forged_evidence = evidence.clone();
+        if let Evidence::InvalidPartialSignature { share, .. } = &mut forged_evidence {
+            share.signature =
+                SignedContribution::sign(s[0].session_id, 2, statement, kps[1].secret_key())
+                    .signature;
+        }
+        assert!(forged_evidence.verify(&s[1].facts()).is_err());
         // The honest one completes signer 1's view once all are in.
-        let Body::PartialSigShare {
-            partial_sig: p0, ..
-        } = &psigs[0]
-        else {
-            panic!()
-        };
-        let Body::PartialSigShare {
-            partial_sig: p2, ..
-        } = &psigs[2]
-        else {
-            panic!()
-        };
-        s[1].on_partial_sig(0, *p0, 8).unwrap();
-        let actions = s[1].on_partial_sig(2, *p2, 8).unwrap();
+        let peer = PeerId::random();
+        feed(&mut s[1], 0, &psigs[0], &peer).unwrap();
+        let actions = feed(&mut s[1], 2, &psigs[2], &peer).unwrap();
         assert!(
             actions
                 .iter()
@@ -956,20 +1423,151 @@ mod tests {
     }
 
     #[test]
-    fn a_nonce_that_breaks_its_commitment_is_blamed_on_its_signer() {
-        let (mut s, _) = sessions(true);
+    fn a_nonce_that_breaks_its_commitment_is_blamed_on_its_signer_with_proof() {
+        let (mut s, kps) = sessions(true);
         let mut rng = rand::rng();
         exchange_commitments(&mut s, &mut rng);
-        // Signer 1 reveals a different nonce than it committed to.
-        let Body::NonceShare { nonce: honest, .. } = sent(&s[0].start_round1(&mut rng, 4).unwrap())
-        else {
-            panic!()
-        };
-        let fault = s[2].on_nonce(1, honest, 5).unwrap_err();
+        // Signer 1 reveals, signed, a different nonce than it committed to.
+        let (_, other) = nonce_gen(&mut rng, kps[1].public_key(), NonceGenInputs::default());
+        let signature = SignedContribution::sign(
+            s[2].session_id,
+            1,
+            Statement::PublicNonce(other),
+            kps[1].secret_key(),
+        )
+        .signature;
+        let fault = s[2].on_nonce(1, other, signature, 5).unwrap_err();
         assert_eq!(
             (fault.code, fault.signer),
             (ErrorCode::NonceCommitmentMismatch, Some(1))
         );
+        assert_eq!(fault.blame.evidence().unwrap().verify(&s[0].facts()), Ok(1));
+    }
+
+    #[test]
+    fn an_unsigned_contribution_is_refused_without_proof() {
+        let (mut s, _) = sessions(false);
+        let Body::NonceShare { nonce, .. } = sent(&s[1].start_round1(&mut rand::rng(), 2).unwrap())
+        else {
+            panic!()
+        };
+        let fault = s[0]
+            .on_nonce(1, nonce, Signature::from_bytes(&[1; 64]), 3)
+            .unwrap_err();
+        assert_eq!(fault.signer, Some(1));
+        assert!(!fault.blame.is_proof());
+    }
+
+    /// H5: signer 2 shows signers 0 and 1 different nonces. Their round-2
+    /// transcripts differ, so neither verifies (nor blames) the other's
+    /// partial signature; they exchange views, and each then holds signer
+    /// 2's two signed nonces: a proof anyone can check.
+    #[test]
+    fn nonce_equivocation_is_proven_from_the_exchanged_views() {
+        let (mut s, kps) = sessions(false);
+        let mut rng = rand::rng();
+        let n0 = sent(&s[0].start_round1(&mut rng, 4).unwrap());
+        let n1 = sent(&s[1].start_round1(&mut rng, 4).unwrap());
+        let honest2 = sent(&s[2].start_round1(&mut rng, 4).unwrap());
+        let (_, twin) = nonce_gen(&mut rng, kps[2].public_key(), NonceGenInputs::default());
+        let signature = SignedContribution::sign(
+            s[0].session_id,
+            2,
+            Statement::PublicNonce(twin),
+            kps[2].secret_key(),
+        )
+        .signature;
+        let equivocal2 = Body::NonceShare {
+            signer_index: 2,
+            nonce: twin,
+            signature,
+        };
+        let peer = PeerId::random();
+        feed(&mut s[0], 1, &n1, &peer).unwrap();
+        feed(&mut s[0], 2, &honest2, &peer).unwrap();
+        feed(&mut s[1], 0, &n0, &peer).unwrap();
+        feed(&mut s[1], 2, &equivocal2, &peer).unwrap();
+        let p0 = sent(&s[0].start_round2(6).unwrap());
+        let p1 = sent(&s[1].start_round2(6).unwrap());
+        let view0 = sent(&feed(&mut s[0], 1, &p1, &peer).unwrap());
+        let view1 = sent(&feed(&mut s[1], 0, &p0, &peer).unwrap());
+        assert_eq!(s[0].view_mismatch, vec![1]);
+        assert!(matches!(view0, Body::TranscriptView { .. }));
+        for (me, theirs, from) in [(0usize, &view1, 1usize), (1, &view0, 0)] {
+            let fault = feed(&mut s[me], from, theirs, &peer).unwrap_err();
+            assert_eq!((fault.code, fault.signer), (ErrorCode::Equivocation, Some(2)));
+            let Some(Evidence::Equivocation(proof)) = fault.blame.evidence() else {
+                panic!("no proof: {fault:?}")
+            };
+            // A third party checks it with musig2-core alone.
+            assert_eq!(proof.verify(), Ok(()));
+            assert_eq!(proof.signer, kps[2].public_key());
+        }
+    }
+
+    #[test]
+    fn a_join_for_another_announcement_is_answered_with_ours() {
+        let (mut s, kps, peers) = sessions_with_peers(false);
+        let mut other = s[0].announcement.clone();
+        other.metadata.input_script_type = Some(InputScriptType::Taproot);
+        let other = other.sign(&kps[0]);
+        assert_eq!(other.session_id(), s[0].announcement.session_id());
+        let theirs = Session::new(
+            other.clone(),
+            kps[1].clone(),
+            peers[1],
+            SessionOptions {
+                commitments: false,
+                election: true,
+                failover: true,
+            },
+            0,
+        )
+        .unwrap();
+        let join = theirs.my_join();
+        let answer = feed(&mut s[2], 1, &join, &peers[1]).unwrap();
+        assert!(matches!(
+            answer.as_slice(),
+            [Action::SendTo(1, Body::SigningRequest(a))] if **a == s[2].announcement
+        ));
+        assert_eq!(s[2].other_announcement, vec![1]);
+        // The joiner, holding both, proves the creator equivocated.
+        let fault = theirs.on_other_announcement(&s[2].announcement).unwrap_err();
+        assert_eq!((fault.code, fault.signer), (ErrorCode::Equivocation, Some(0)));
+        assert_eq!(fault.blame.evidence().unwrap().verify(&s[2].facts()), Ok(0));
+        // The same announcement again proves nothing.
+        assert!(s[2].on_other_announcement(&s[2].announcement.clone()).is_ok());
+    }
+
+    #[test]
+    fn failover_follows_the_clock_alone() {
+        let (mut s, _) = sessions(false);
+        let mut rng = rand::rng();
+        round1(&mut s, &mut rng);
+        let psigs: Vec<Body> = s
+            .iter_mut()
+            .map(|x| sent(&x.start_round2(6).unwrap()))
+            .collect();
+        exchange(&mut s, &psigs);
+        for x in &mut s {
+            x.completed_at = Some(1_000);
+        }
+        let first = s[0].coordinator_index();
+        // Before the timeout nothing moves; after k timeouts every node is
+        // at attempt k + 1, whenever and however often it looks.
+        assert!(s[0].failover_due(1_000 + 299, 300).is_empty());
+        s[0].failover_due(1_000 + 300, 300);
+        s[1].failover_due(1_000 + 450, 300);
+        s[2].failover_due(1_000 + 599, 300);
+        let backups: Vec<Option<usize>> = s.iter().map(Session::coordinator_index).collect();
+        assert!(backups.iter().all(|b| *b == backups[0]));
+        assert_ne!(backups[0], first);
+        assert_eq!(s[0].failover.as_ref().unwrap().attempt(), 2);
+        s[0].failover_due(1_000 + 900, 300);
+        assert_eq!(s[0].failover.as_ref().unwrap().attempt(), 3);
+        // A confirmation stops it.
+        s[1].broadcast_complete(None).unwrap();
+        assert!(s[1].failover_due(1_000 + 10_000, 300).is_empty());
     }
 
     #[test]
@@ -985,16 +1583,14 @@ mod tests {
             "failover before completion"
         );
         assert!(
-            s[0].broadcast_complete().is_err(),
+            s[0].broadcast_complete(None).is_err(),
             "broadcast before completion"
         );
         // A second nonce from the same signer is refused.
-        let Body::NonceShare { nonce, .. } = sent(&s[1].start_round1(&mut rand::rng(), 2).unwrap())
-        else {
-            panic!()
-        };
-        s[0].on_nonce(1, nonce, 3).unwrap();
-        assert_eq!(s[0].on_nonce(1, nonce, 3).unwrap_err().signer, Some(1));
+        let n = sent(&s[1].start_round1(&mut rand::rng(), 2).unwrap());
+        let peer = PeerId::random();
+        feed(&mut s[0], 1, &n, &peer).unwrap();
+        assert_eq!(feed(&mut s[0], 1, &n, &peer).unwrap_err().signer, Some(1));
     }
 
     #[test]

@@ -2,8 +2,14 @@
 //! network layer's versioned frame (`/lotus/musig2/3.0.0`, wire version 1).
 //! An unknown variant or trailing bytes are decoding errors, never guesses.
 
-use musig2_core::{NonceCommitment, PartialSignature, PublicKey, PublicNonce, Signature};
+use musig2_core::{
+    NonceCommitment, PartialSignature, PublicKey, PublicNonce, Signature, SignedContribution,
+};
+#[cfg(doc)]
+use musig2_core::Statement;
 use musig2_security::{MessageKind, SessionAnnouncement};
+
+use crate::evidence::Evidence;
 use serde::{Deserialize, Serialize};
 
 /// A message to one co-signer about one session.
@@ -19,13 +25,18 @@ pub struct WireMessage {
     pub body: Body,
 }
 
-/// The message bodies, one per protocol step.
+/// The message bodies, one per protocol step. Every contribution (commitment,
+/// nonce, partial signature, abort, finalization) is signed by its sender's
+/// signing key as a [`musig2_core::SignedContribution`], so that what a signer
+/// said can be shown to anyone (see [`crate::evidence`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {
-    /// The signed signing request, sent by its creator to each co-signer.
+    /// The signed signing request, sent by its creator to each co-signer
+    /// (and by a signer to a joiner that saw another announcement under the
+    /// same session id, which then holds the creator's equivocation).
     SigningRequest(Box<SessionAnnouncement>),
-    /// A signer joins: its key and peer id, bound by its signature over
-    /// [`join_digest`].
+    /// A signer joins: its key, its peer id and the digest of the
+    /// announcement it joins, bound by its signature over [`join_digest`].
     SessionJoin {
         /// The joiner's index in the sorted key list.
         signer_index: u32,
@@ -33,6 +44,8 @@ pub enum Body {
         pubkey: PublicKey,
         /// The joiner's peer id.
         peer_id: String,
+        /// `Signed::digest` of the announcement the joiner saw.
+        announcement_digest: [u8; 32],
         /// Lotus Schnorr signature over [`join_digest`].
         signature: Signature,
     },
@@ -42,6 +55,8 @@ pub enum Body {
         signer_index: u32,
         /// The commitment.
         commitment: NonceCommitment,
+        /// The sender's signature ([`Statement::NonceCommitment`]).
+        signature: Signature,
     },
     /// Round 1: the sender's public nonce.
     NonceShare {
@@ -49,23 +64,39 @@ pub enum Body {
         signer_index: u32,
         /// The nonce.
         nonce: PublicNonce,
+        /// The sender's signature ([`Statement::PublicNonce`]).
+        signature: Signature,
     },
-    /// Round 2: the sender's partial signature.
+    /// Round 2: the sender's partial signature and the digest of the view it
+    /// signed over ([`musig2_core::evidence::transcript`]).
     PartialSigShare {
         /// The sender's index.
         signer_index: u32,
         /// The partial signature.
         partial_sig: PartialSignature,
+        /// The sender's transcript digest.
+        transcript: [u8; 32],
+        /// The sender's signature ([`Statement::PartialSignature`]).
+        signature: Signature,
     },
-    /// The sender aborts the session.
+    /// The sender aborts the session, naming whom it blames and on what
+    /// grounds; signed ([`Statement::Abort`] over [`AbortReport::digest`]).
     SessionAbort {
-        /// Why.
-        reason: String,
+        /// What the sender reports.
+        report: Box<AbortReport>,
+        /// The sender's signature.
+        signature: Signature,
     },
-    /// The coordinator broadcast the transaction with this signature.
+    /// The coordinator reports that it broadcast the final signature;
+    /// signed ([`Statement::Finalized`] over [`finalized_digest`]).
     SignatureFinalized {
         /// The final signature.
         signature: Signature,
+        /// The broadcast transaction's id, when the coordinator knows it
+        /// (a node with a Chronik client can check it).
+        txid: Option<[u8; 32]>,
+        /// The coordinator's signature.
+        attestation: Signature,
     },
     /// The sender rejected one of our messages.
     ValidationError {
@@ -74,6 +105,51 @@ pub enum Body {
         /// Details.
         detail: String,
     },
+    /// The sender's view of the session (every signed commitment and nonce
+    /// it holds), sent to a co-signer whose round-2 transcript differs.
+    TranscriptView {
+        /// The signed contributions, in signer order.
+        contributions: Vec<SignedContribution>,
+    },
+}
+
+/// What an aborting signer reports: a stable code, whom it blames, and its
+/// evidence where it holds proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortReport {
+    /// The [`crate::ErrorCode`] text (`ROUND_TIMEOUT`, `EQUIVOCATION`, …).
+    pub code: String,
+    /// The sorted indices of the signers it blames.
+    pub culprits: Vec<u32>,
+    /// Proof against the culprit, if the sender holds one.
+    pub evidence: Option<Evidence>,
+    /// Free text.
+    pub reason: String,
+}
+
+impl AbortReport {
+    /// `SHA256("lotus-musig2/abort/v1" ‖ postcard(self))`, what the abort's
+    /// signature covers.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut bytes = b"lotus-musig2/abort/v1".to_vec();
+        bytes.extend(postcard::to_allocvec(self).unwrap_or_default());
+        musig2_core::hash::sha256(&bytes)
+    }
+}
+
+/// What a coordinator's finalization signs:
+/// `SHA256("lotus-musig2/finalized/v1" ‖ signature ‖ flag ‖ txid)`.
+pub fn finalized_digest(signature: &Signature, txid: Option<&[u8; 32]>) -> [u8; 32] {
+    let mut bytes = b"lotus-musig2/finalized/v1".to_vec();
+    bytes.extend_from_slice(&signature.to_bytes());
+    match txid {
+        Some(t) => {
+            bytes.push(1);
+            bytes.extend_from_slice(t);
+        }
+        None => bytes.push(0),
+    }
+    musig2_core::hash::sha256(&bytes)
 }
 
 impl Body {
@@ -88,6 +164,7 @@ impl Body {
             Self::SessionAbort { .. } => MessageKind::SessionAbort,
             Self::SignatureFinalized { .. } => MessageKind::SignatureFinalized,
             Self::ValidationError { .. } => MessageKind::ValidationError,
+            Self::TranscriptView { .. } => MessageKind::TranscriptView,
         }
     }
 
@@ -103,12 +180,18 @@ impl Body {
     }
 }
 
-/// What a joining signer signs: `SHA256("lotus-musig2/session-join/v1" ‖
-/// request_id ‖ ser33(pubkey) ‖ peer_id)`.
-pub fn join_digest(request_id: &[u8; 32], pubkey: &PublicKey, peer_id: &str) -> [u8; 32] {
-    let mut bytes = Vec::with_capacity(64 + 33 + peer_id.len());
-    bytes.extend_from_slice(b"lotus-musig2/session-join/v1");
+/// What a joining signer signs: `SHA256("lotus-musig2/session-join/v2" ‖
+/// request_id ‖ announcement_digest ‖ ser33(pubkey) ‖ peer_id)`.
+pub fn join_digest(
+    request_id: &[u8; 32],
+    announcement_digest: &[u8; 32],
+    pubkey: &PublicKey,
+    peer_id: &str,
+) -> [u8; 32] {
+    let mut bytes = Vec::with_capacity(96 + 33 + peer_id.len());
+    bytes.extend_from_slice(b"lotus-musig2/session-join/v2");
     bytes.extend_from_slice(request_id);
+    bytes.extend_from_slice(announcement_digest);
     bytes.extend_from_slice(&pubkey.to_bytes());
     bytes.extend_from_slice(peer_id.as_bytes());
     musig2_core::hash::sha256(&bytes)
@@ -132,13 +215,13 @@ pub fn decode(bytes: &[u8]) -> Result<WireMessage, postcard::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use musig2_core::{Keypair, NonceGenInputs, nonce_gen, schnorr};
+    use musig2_core::{Keypair, NonceGenInputs, Statement, nonce_gen, schnorr};
     use musig2_security::{SessionRequest, SigningMetadata};
     use proptest::prelude::*;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
-    /// A message with the body variant `variant` (0..8), its fields drawn from `seed`.
+    /// A message with the body variant `variant` (0..9), its fields drawn from `seed`.
     fn message(variant: u8, seed: u64, text: String) -> WireMessage {
         let mut rng = StdRng::seed_from_u64(seed);
         let signer = Keypair::random(&mut rng);
@@ -147,7 +230,16 @@ mod tests {
         let mut digest = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rng, &mut digest);
         let signature = schnorr::sign(signer.secret_key(), &digest);
-        let body = match variant % 8 {
+        let psig = PartialSignature::from_bytes(&schnorr::challenge(
+            &digest,
+            &signer.public_key(),
+            &digest,
+        ))
+        .unwrap();
+        let contribution = |statement| {
+            SignedContribution::sign(digest, index, statement, signer.secret_key())
+        };
+        let body = match variant % 9 {
             0 => {
                 let other = Keypair::random(&mut rng).public_key();
                 let request = SessionRequest {
@@ -170,30 +262,62 @@ mod tests {
                 signer_index: index,
                 pubkey: signer.public_key(),
                 peer_id: text,
+                announcement_digest: digest,
                 signature,
             },
             2 => Body::NonceCommit {
                 signer_index: index,
                 commitment: NonceCommitment::commit(&digest, &signer.public_key(), &nonce),
+                signature,
             },
             3 => Body::NonceShare {
                 signer_index: index,
                 nonce,
+                signature,
             },
             4 => Body::PartialSigShare {
                 signer_index: index,
-                partial_sig: PartialSignature::from_bytes(&schnorr::challenge(
-                    &digest,
-                    &signer.public_key(),
-                    &digest,
-                ))
-                .unwrap(),
+                partial_sig: psig,
+                transcript: digest,
+                signature,
             },
-            5 => Body::SessionAbort { reason: text },
-            6 => Body::SignatureFinalized { signature },
-            _ => Body::ValidationError {
+            5 => {
+                let evidence = seed.is_multiple_of(2).then(|| {
+                    let (_, other) =
+                        nonce_gen(&mut rng, signer.public_key(), NonceGenInputs::default());
+                    Evidence::Equivocation(musig2_core::EquivocationProof {
+                        signer: signer.public_key(),
+                        first: contribution(Statement::PublicNonce(nonce)),
+                        second: contribution(Statement::PublicNonce(other)),
+                    })
+                });
+                Body::SessionAbort {
+                    report: Box::new(AbortReport {
+                        code: text.clone(),
+                        culprits: vec![index, index / 2],
+                        evidence,
+                        reason: text,
+                    }),
+                    signature,
+                }
+            }
+            6 => Body::SignatureFinalized {
+                signature,
+                txid: seed.is_multiple_of(3).then_some(digest),
+                attestation: signature,
+            },
+            7 => Body::ValidationError {
                 code: text.clone(),
                 detail: text,
+            },
+            _ => Body::TranscriptView {
+                contributions: vec![
+                    contribution(Statement::PublicNonce(nonce)),
+                    contribution(Statement::PartialSignature {
+                        partial_sig: psig,
+                        transcript: digest,
+                    }),
+                ],
             },
         };
         WireMessage {
@@ -244,7 +368,7 @@ mod tests {
         /// Every body variant survives encoding; a trailing byte or a
         /// truncation is refused; the body reports its kind and claimed index.
         #[test]
-        fn every_body_round_trips_strictly(variant in 0u8..8, seed in any::<u64>(), text in ".{0,40}") {
+        fn every_body_round_trips_strictly(variant in 0u8..9, seed in any::<u64>(), text in ".{0,40}") {
             let message = message(variant, seed, text);
             let mut bytes = encode(&message).unwrap();
             prop_assert_eq!(&decode(&bytes).unwrap(), &message);
@@ -252,6 +376,7 @@ mod tests {
                 MessageKind::SigningRequest, MessageKind::SessionJoin, MessageKind::NonceCommit,
                 MessageKind::NonceShare, MessageKind::PartialSigShare, MessageKind::SessionAbort,
                 MessageKind::SignatureFinalized, MessageKind::ValidationError,
+                MessageKind::TranscriptView,
             ][usize::from(variant)];
             prop_assert_eq!(message.body.kind(), expected_kind);
             prop_assert_eq!(

@@ -17,6 +17,10 @@ pub(crate) mod tag {
     /// Ours: the nonce commitment of Phase 0 (see `commitment`).
     pub(crate) const NONCE_COMMITMENT: Midstate =
         Midstate::hash_tag(b"lotus-musig2/nonce-commitment/v1");
+    /// Ours: a signed session contribution (see `evidence`).
+    pub(crate) const CONTRIBUTION: Midstate = Midstate::hash_tag(b"lotus-musig2/contribution/v1");
+    /// Ours: a signer's transcript of a session (see `evidence`).
+    pub(crate) const TRANSCRIPT: Midstate = Midstate::hash_tag(b"lotus-musig2/transcript/v1");
 }
 
 /// An incremental SHA-256, either plain or started from a tag midstate.

@@ -10,6 +10,7 @@ extern crate std;
 mod arith;
 pub mod commitment;
 pub mod error;
+pub mod evidence;
 pub mod flavor;
 pub mod hash;
 mod hexfmt;
@@ -22,6 +23,7 @@ pub mod signature;
 
 pub use commitment::NonceCommitment;
 pub use error::{Contribution, Error};
+pub use evidence::{EquivocationProof, ProofError, SignedContribution, Statement};
 pub use flavor::{Bip340, Flavor, Lotus};
 pub use key_agg::{KeyAggContext, key_agg, key_sort, parse_pubkeys};
 pub use keys::{Keypair, PublicKey, SecretKey};

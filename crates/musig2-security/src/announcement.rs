@@ -37,7 +37,7 @@ pub const SIGNER_ADVERTISEMENT_TAG: &[u8] = b"lotus-musig2/signer-advertisement/
 /// Domain tag of a signing request id.
 pub const REQUEST_ID_TAG: &[u8] = b"lotus-musig2/request-id/v1\0";
 /// Domain tag of a session id.
-pub const SESSION_ID_TAG: &[u8] = b"lotus-musig2/session-id/v1\0";
+pub const SESSION_ID_TAG: &[u8] = b"lotus-musig2/session-id/v2\0";
 
 /// What a signer offers to sign (lotus-sdk `TransactionType`). The variant
 /// order is part of the wire format: never reorder, only append.
@@ -388,7 +388,12 @@ impl SessionAnnouncement {
 
     /// The id of the session this request creates ([`session_id`]).
     pub fn session_id(&self) -> SessionId {
-        session_id(&self.required_pubkeys, &self.message, &self.request_nonce)
+        session_id(
+            &self.required_pubkeys,
+            &self.message,
+            &self.creator_pubkey,
+            &self.request_nonce,
+        )
     }
 
     /// The position of `key` among the signers (its MuSig2 signer index).
@@ -649,15 +654,25 @@ pub fn request_id(
 }
 
 /// A session's id:
-/// `SHA256(SESSION_ID_TAG ‖ P_0 ‖ … ‖ P_{n−1} ‖ message ‖ request_nonce)` with
-/// the keys sorted bytewise (the keys may be given in any order). The full 32
-/// bytes, and bound to the request nonce, so two requests for the same keys
-/// and message are two sessions.
-pub fn session_id(keys: &[PublicKey], message: &[u8; 32], request_nonce: &[u8; 32]) -> SessionId {
-    let mut pre = Vec::with_capacity(SESSION_ID_TAG.len() + keys.len() * 33 + 64);
+/// `SHA256(SESSION_ID_TAG ‖ P_0 ‖ … ‖ P_{n−1} ‖ message ‖ creator ‖ request_nonce)`
+/// with the keys sorted bytewise (the keys may be given in any order). The
+/// full 32 bytes; bound to the request nonce, so two requests for the same
+/// keys and message are two sessions, and to the creator's key, so a
+/// co-signer that copies a request and signs it as itself makes another
+/// session, not a twin of this one. The rest of the announcement (metadata,
+/// options, times) is bound by the joins and the round-2 transcript, which
+/// carry the announcement's digest.
+pub fn session_id(
+    keys: &[PublicKey],
+    message: &[u8; 32],
+    creator: &PublicKey,
+    request_nonce: &[u8; 32],
+) -> SessionId {
+    let mut pre = Vec::with_capacity(SESSION_ID_TAG.len() + keys.len() * 33 + 97);
     pre.extend_from_slice(SESSION_ID_TAG);
     pre.extend_from_slice(&sorted_key_bytes(keys));
     pre.extend_from_slice(message);
+    pre.extend_from_slice(&creator.to_bytes());
     pre.extend_from_slice(request_nonce);
     SessionId::from_bytes(sha256(&pre))
 }
@@ -1060,10 +1075,22 @@ mod tests {
         let mut reversed = a.required_pubkeys.clone();
         reversed.reverse();
         assert_eq!(
-            session_id(&reversed, &a.message, &a.request_nonce),
+            session_id(&reversed, &a.message, &a.creator_pubkey, &a.request_nonce),
             a.session_id()
         );
-        assert_ne!(session_id(&reversed, &a.message, &[8; 32]), a.session_id());
+        assert_ne!(
+            session_id(&reversed, &a.message, &a.creator_pubkey, &[8; 32]),
+            a.session_id()
+        );
+        // A co-signer that signs a copy of the request as itself makes
+        // another session (no twin).
+        let other_creator = a.required_pubkeys.iter().find(|k| **k != a.creator_pubkey);
+        if let Some(other) = other_creator {
+            assert_ne!(
+                session_id(&reversed, &a.message, other, &a.request_nonce),
+                a.session_id()
+            );
+        }
         assert_eq!(
             request_id(&reversed, &a.message, &a.creator_pubkey, &a.request_nonce),
             a.request_id

@@ -31,6 +31,7 @@
 //! | `SESSION_ABORT` | every phase but CLOSED | — | any signer |
 //! | `SIGNATURE_FINALIZED` | COMPLETE | PARTIAL_SIG_EXCHANGE | coordinator |
 //! | `VALIDATION_ERROR` | every phase but CLOSED | — | any signer |
+//! | `TRANSCRIPT_VIEW` | PARTIAL_SIG_EXCHANGE | NONCE_EXCHANGE | any signer |
 //!
 //! In CLOSED nothing is accepted ([`Violation::SessionClosed`], not blamed: a
 //! message racing the end of a session is no misbehaviour). The coordinator passes
@@ -45,7 +46,7 @@
 //! `SIGNATURE_FINALIZED` (6). Stages may be skipped (Phase 0 is optional, a
 //! creator does not join its own request), but each staged kind is sent at most
 //! once per sender and session: a second `NONCE_SHARE` is equivocation.
-//! `SESSION_ABORT` and `VALIDATION_ERROR` are unstaged.
+//! `SESSION_ABORT`, `VALIDATION_ERROR` and `TRANSCRIPT_VIEW` are unstaged.
 
 use core::fmt;
 
@@ -74,11 +75,15 @@ pub enum MessageKind {
     SignatureFinalized,
     /// A signer reports that a message it received was invalid.
     ValidationError,
+    /// A signer's signed view of the session (every commitment and nonce it
+    /// received), sent to a co-signer whose round-2 transcript differs, so
+    /// that an equivocator can be proven.
+    TranscriptView,
 }
 
 impl MessageKind {
     /// Every kind.
-    pub const ALL: [MessageKind; 9] = [
+    pub const ALL: [MessageKind; 10] = [
         Self::SigningRequest,
         Self::SessionJoin,
         Self::SessionReady,
@@ -88,6 +93,7 @@ impl MessageKind {
         Self::SessionAbort,
         Self::SignatureFinalized,
         Self::ValidationError,
+        Self::TranscriptView,
     ];
 
     /// The kind's protocol name (`SESSION_JOIN`, …).
@@ -102,6 +108,7 @@ impl MessageKind {
             Self::SessionAbort => "SESSION_ABORT",
             Self::SignatureFinalized => "SIGNATURE_FINALIZED",
             Self::ValidationError => "VALIDATION_ERROR",
+            Self::TranscriptView => "TRANSCRIPT_VIEW",
         }
     }
 
@@ -115,7 +122,7 @@ impl MessageKind {
             Self::NonceShare => Some(4),
             Self::PartialSigShare => Some(5),
             Self::SignatureFinalized => Some(6),
-            Self::SessionAbort | Self::ValidationError => None,
+            Self::SessionAbort | Self::ValidationError | Self::TranscriptView => None,
         }
     }
 
@@ -144,6 +151,7 @@ impl MessageKind {
             Self::PartialSigShare => (&[PartialSigExchange], &[NonceExchange], false),
             Self::SignatureFinalized => (&[Complete], &[PartialSigExchange], true),
             Self::SessionAbort | Self::ValidationError => (BEFORE_CLOSED, &[], false),
+            Self::TranscriptView => (&[PartialSigExchange], &[NonceExchange], false),
         };
         PhaseRule {
             kind: self,

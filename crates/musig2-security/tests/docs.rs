@@ -171,6 +171,7 @@ fn test_functions_are_told_from_helpers() {
 /// signing scenarios, and musig2-net's loopback attacks.
 const LIVE_PATH_TESTS: &str = concat!(
     include_str!("../../../tests/adversarial.rs"),
+    include_str!("../../../tests/adversarial/accountability.rs"),
     include_str!("../../../tests/p2p_signing.rs"),
     include_str!("../../musig2-net/tests/adversarial.rs"),
 );
@@ -238,6 +239,7 @@ fn security_doc_names_real_tests() -> Result<()> {
         include_str!("../../musig2-election/tests/properties.rs"),
         include_str!("../../musig2-election/src/failover.rs"),
         include_str!("../../musig2-coordinator/src/session.rs"),
+        include_str!("../../musig2-core/src/evidence.rs"),
         LIVE_PATH_TESTS,
     ]
     .concat();

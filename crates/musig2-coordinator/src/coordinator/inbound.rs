@@ -20,6 +20,7 @@ use tracing::{debug, warn};
 use super::state::{BUFFERED_PER_SESSION, Orphan};
 use super::{Inner, REQUESTS_TOPIC, decode_exact, lock, sec_peer};
 use crate::events::{ErrorCode, SessionId};
+use crate::evidence::Blame;
 use crate::session::{Action, Fault};
 use crate::wire::{self, Body, WireMessage};
 
@@ -47,6 +48,9 @@ impl Inner {
             }
         };
         if let Body::SigningRequest(announcement) = &message.body {
+            if self.on_forwarded_announcement(&peer, announcement) {
+                return;
+            }
             let checked = lock(&self.security).check_session_announcement(
                 &sec_peer(&peer),
                 Delivery::Direct,
@@ -55,7 +59,11 @@ impl Inner {
                 now,
             );
             match checked {
-                Ok(()) => self.on_announcement(*announcement.clone()),
+                Ok(()) => {
+                    if !self.on_session_announcement_copy(announcement) {
+                        self.on_announcement(*announcement.clone());
+                    }
+                }
                 Err(rejection) => debug!(%rejection, "signing request rejected"),
             }
             return;
@@ -103,8 +111,15 @@ impl Inner {
             let index = session.peers.iter().position(|p| *p == Some(peer));
             let from_coordinator = index.is_some() && index == session.coordinator_index();
             match (&message.body, index) {
-                (Body::SignatureFinalized { signature }, Some(i)) if from_coordinator => {
-                    match session.on_finalized(i, signature) {
+                (
+                    Body::SignatureFinalized {
+                        signature,
+                        txid,
+                        attestation,
+                    },
+                    Some(i),
+                ) if from_coordinator => {
+                    match session.on_finalized(i, signature, *txid, *attestation) {
                         Ok(actions) => Some(actions),
                         Err(fault) => {
                             warn!(signer = i, message = %fault.message, "coordinator finalized another signature; ours is kept");
@@ -113,8 +128,8 @@ impl Inner {
                         }
                     }
                 }
-                (Body::SessionAbort { reason }, _) => {
-                    debug!(?index, %reason, "abort after completion ignored; the signature is kept");
+                (Body::SessionAbort { report, .. }, _) => {
+                    debug!(?index, reason = %report.reason, "abort after completion ignored; the signature is kept");
                     state.counters.aborts_after_completion += 1;
                     None
                 }
@@ -145,6 +160,7 @@ impl Inner {
                         signer_index,
                         pubkey,
                         peer_id,
+                        announcement_digest,
                         signature,
                     },
                     _,
@@ -152,9 +168,14 @@ impl Inner {
                     // Verify first: a join that its signer did not sign takes
                     // no sender slot and is the sender's fault alone.
                     let index = *signer_index as usize;
-                    if let Err(fault) =
-                        session.verify_join(index, pubkey, peer_id, signature, &peer)
-                    {
+                    if let Err(fault) = session.verify_join(
+                        index,
+                        pubkey,
+                        peer_id,
+                        announcement_digest,
+                        signature,
+                        &peer,
+                    ) {
                         drop(state);
                         debug!(%peer, message = %fault.message, "forged join dropped");
                         lock(&self.state).counters.forged_joins += 1;
@@ -204,6 +225,9 @@ impl Inner {
                     code: ErrorCode::InvalidContribution,
                     signer: Some(index),
                     message: "message claims another signer's index".into(),
+                    blame: Blame::Observed,
+                    from_abort: false,
+                    culprits: Vec::new(),
                 },
             );
             return;
@@ -229,6 +253,7 @@ impl Inner {
                     Body::ValidationError { .. }
                         | Body::SessionAbort { .. }
                         | Body::SessionJoin { .. }
+                        | Body::TranscriptView { .. }
                 );
                 let first = answerable
                     && lock(&self.state)
@@ -268,32 +293,61 @@ impl Inner {
                 Body::SessionJoin {
                     pubkey,
                     peer_id,
+                    announcement_digest,
                     signature,
                     ..
                 } => {
-                    let r = session.on_join(index, &pubkey, &peer_id, &signature, &peer, now);
+                    let r = session.on_join(
+                        index,
+                        &pubkey,
+                        &peer_id,
+                        &announcement_digest,
+                        &signature,
+                        &peer,
+                        now,
+                    );
+                    let admitted = session.joined(index);
                     if r.is_ok() {
+                        // Its signature proves the key's owner speaks from
+                        // this peer, admitted or not (a joiner shown another
+                        // announcement still gets ours).
                         state.directory.insert(pubkey, peer);
                     }
-                    r.map(|actions| (actions, Some(peer)))
+                    r.map(|actions| (actions, admitted.then_some(peer)))
                 }
-                Body::NonceCommit { commitment, .. } => session
-                    .on_commitment(index, commitment, now)
+                Body::NonceCommit {
+                    commitment,
+                    signature,
+                    ..
+                } => session
+                    .on_commitment(index, commitment, signature, now)
                     .map(|a| (a, None)),
-                Body::NonceShare { nonce, .. } => {
-                    session.on_nonce(index, nonce, now).map(|a| (a, None))
-                }
-                Body::PartialSigShare { partial_sig, .. } => session
-                    .on_partial_sig(index, partial_sig, now)
+                Body::NonceShare {
+                    nonce, signature, ..
+                } => session
+                    .on_nonce(index, nonce, signature, now)
                     .map(|a| (a, None)),
-                Body::SignatureFinalized { signature } => {
-                    session.on_finalized(index, &signature).map(|a| (a, None))
+                Body::PartialSigShare {
+                    partial_sig,
+                    transcript,
+                    signature,
+                    ..
+                } => session
+                    .on_partial_sig(index, partial_sig, transcript, signature, now)
+                    .map(|a| (a, None)),
+                Body::TranscriptView { contributions } => {
+                    session.on_view(index, &contributions).map(|a| (a, None))
                 }
-                Body::SessionAbort { reason } => Err(Fault {
-                    code: ErrorCode::Aborted,
-                    signer: Some(index),
-                    message: format!("signer {index} aborted: {reason}"),
-                }),
+                Body::SignatureFinalized {
+                    signature,
+                    txid,
+                    attestation,
+                } => session
+                    .on_finalized(index, &signature, txid, attestation)
+                    .map(|a| (a, None)),
+                Body::SessionAbort { report, signature } => {
+                    Err(super::accountability::judge_abort(session, index, &report, signature))
+                }
                 Body::ValidationError { code, detail } => {
                     warn!(signer = index, %code, %detail, "a co-signer rejected one of our messages");
                     Ok((Vec::new(), None))
@@ -311,17 +365,7 @@ impl Inner {
                 }
                 self.apply(session_id, actions);
             }
-            Err(fault) => {
-                let object = match fault.code {
-                    ErrorCode::InvalidPartialSignature => Some(SignedObject::PartialSignature),
-                    ErrorCode::NonceCommitmentMismatch => Some(SignedObject::NonceCommitment),
-                    _ => None,
-                };
-                if let Some(object) = object {
-                    lock(&self.security).record_invalid_signature(&sec_peer(&peer), object, now);
-                }
-                self.fault(session_id, fault);
-            }
+            Err(fault) => self.fault(session_id, fault),
         }
     }
 

@@ -15,7 +15,8 @@ use tracing::warn;
 use super::{Inner, lock};
 use crate::events::{CoordinatorEvent, ErrorCode, SessionId};
 use crate::session::{Action, Fault};
-use crate::wire::Body;
+use crate::evidence::Blame;
+use crate::wire::AbortReport;
 
 impl Inner {
     /// Bookkeeping on our own session milestones. Lock order: the state is
@@ -72,7 +73,11 @@ impl Inner {
     /// application hears `SessionError`, then `SessionClosed`. A completed
     /// session cannot fail: its signature stays.
     pub(super) fn fault(self: &Arc<Self>, session_id: SessionId, fault: Fault) {
-        let culprits = fault.signer.into_iter().collect();
+        let culprits = if fault.culprits.is_empty() {
+            fault.signer.into_iter().collect()
+        } else {
+            fault.culprits.clone()
+        };
         self.fault_naming(session_id, fault, culprits);
     }
 
@@ -92,14 +97,24 @@ impl Inner {
             warn!(session = %hex::encode(session_id), code = fault.code.as_str(), message = %fault.message, "fault after completion ignored; the signature is kept");
             return;
         }
-        warn!(session = %hex::encode(session_id), code = fault.code.as_str(), signer = ?fault.signer, ?culprits, message = %fault.message, "session failed");
-        if fault.code != ErrorCode::Aborted {
-            // Tell every co-signer, so nobody waits for us (best effort).
-            let reason = format!("{}: {}", fault.code.as_str(), fault.message);
-            self.apply(
-                session_id,
-                vec![Action::SendToAll(Body::SessionAbort { reason })],
-            );
+        warn!(session = %hex::encode(session_id), code = fault.code.as_str(), signer = ?fault.signer, ?culprits, proof = fault.blame.is_proof(), message = %fault.message, "session failed");
+        self.penalise_proven(session_id, &fault);
+        if !fault.from_abort {
+            // Tell every co-signer, signed, whom we blame and on what
+            // evidence, so nobody waits for us and each can judge (best effort).
+            let report = AbortReport {
+                code: fault.code.as_str().to_owned(),
+                culprits: culprits.iter().map(|c| *c as u32).collect(),
+                evidence: fault.blame.evidence().cloned(),
+                reason: fault.message.clone(),
+            };
+            let body = lock(&self.state)
+                .sessions
+                .get(&session_id)
+                .map(|s| s.abort_body(report));
+            if let Some(body) = body {
+                self.apply(session_id, vec![Action::SendToAll(body)]);
+            }
         }
         let removed = self.forget(session_id);
         self.emit(CoordinatorEvent::SessionError {
@@ -108,6 +123,7 @@ impl Inner {
             signer: fault.signer,
             culprits,
             message: fault.message,
+            blame: fault.blame,
         });
         if removed {
             self.emit(CoordinatorEvent::SessionClosed(session_id));
@@ -168,11 +184,7 @@ impl Inner {
         for id in &ids {
             self.fault(
                 *id,
-                Fault {
-                    code: ErrorCode::Expired,
-                    signer: None,
-                    message: "session expired or stuck".into(),
-                },
+                Fault::nobody(ErrorCode::Expired, "session expired or stuck"),
             );
         }
         ids
@@ -204,45 +216,70 @@ impl Inner {
             if let Some(first) = gone.first() {
                 faults.push((
                     *id,
-                    Fault {
-                        code: ErrorCode::ParticipantDisconnected,
-                        signer: Some(*first),
-                        message: format!("signer {first} disconnected (gone: {gone:?})"),
-                    },
+                    observed(
+                        ErrorCode::ParticipantDisconnected,
+                        Some(*first),
+                        format!("signer {first} disconnected (gone: {gone:?})"),
+                    ),
                     gone,
                 ));
                 continue;
             }
-            let missing = session.missing();
+            // Signers shown another announcement under this id are victims
+            // of the creator until proven otherwise: never named for it.
+            // A contribution that arrived and waits for our phase is not missing.
+            let waiting: Vec<usize> = state
+                .buffered
+                .get(id)
+                .map(|list| list.iter().map(|(_, index, _)| *index).collect())
+                .unwrap_or_default();
+            let missing: Vec<usize> = session
+                .missing()
+                .into_iter()
+                .filter(|i| !session.other_announcement.contains(i) && !waiting.contains(i))
+                .collect();
             if session.phase == SessionPhase::SigningRequest {
                 let deadline = session
                     .started_at
                     .saturating_add(join)
                     .min(session.announcement.expires_at);
-                if now >= deadline {
-                    faults.push((
-                        *id,
-                        Fault {
-                            code: ErrorCode::JoinTimeout,
-                            signer: missing.first().copied(),
-                            message: format!("signers {missing:?} did not join in time"),
-                        },
-                        missing,
-                    ));
+                if now < deadline {
+                    continue;
                 }
+                let fault = if missing.is_empty() {
+                    Fault::nobody(
+                        ErrorCode::ViewMismatch,
+                        "signers joined another announcement under this session id",
+                    )
+                } else {
+                    observed(
+                        ErrorCode::JoinTimeout,
+                        missing.first().copied(),
+                        format!("signers {missing:?} did not join in time"),
+                    )
+                };
+                faults.push((*id, fault, missing));
             } else if now.saturating_sub(session.progressed_at) >= round {
-                faults.push((
-                    *id,
-                    Fault {
-                        code: ErrorCode::RoundTimeout,
-                        signer: missing.first().copied(),
-                        message: format!(
+                let fault = if session.view_mismatch.is_empty() {
+                    observed(
+                        ErrorCode::RoundTimeout,
+                        missing.first().copied(),
+                        format!(
                             "phase {} timed out waiting for signers {missing:?}",
                             session.phase
                         ),
-                    },
-                    missing,
-                ));
+                    )
+                } else {
+                    Fault::nobody(
+                        ErrorCode::ViewMismatch,
+                        format!(
+                            "signers {:?} signed over another view, and no view exchanged proves who equivocated",
+                            session.view_mismatch
+                        ),
+                    )
+                };
+                let culprits = if fault.signer.is_some() { missing } else { Vec::new() };
+                faults.push((*id, fault, culprits));
             }
         }
         faults
@@ -256,6 +293,7 @@ impl Inner {
         for (id, fault, culprits) in self.timeouts(now) {
             self.fault_naming(id, fault, culprits);
         }
+        self.failover_due(now);
         self.cleanup_expired();
         let skew = self.config.security.max_timestamp_skew_ms;
         lock(&self.state).prune(now, skew);
@@ -280,6 +318,24 @@ impl Inner {
         }
     }
 
+    /// Deterministic failover of every completed, unconfirmed session.
+    fn failover_due(self: &Arc<Self>, now: Millis) {
+        let timeout = self.config.broadcast_timeout.as_millis() as Millis;
+        let due: Vec<(SessionId, Vec<Action>)> = {
+            let mut state = lock(&self.state);
+            state
+                .sessions
+                .iter_mut()
+                .filter(|(_, s)| s.is_done())
+                .map(|(id, s)| (*id, s.failover_due(now, timeout)))
+                .filter(|(_, actions)| !actions.is_empty())
+                .collect()
+        };
+        for (id, actions) in due {
+            self.apply(id, actions);
+        }
+    }
+
     /// A blacklisted peer: drop what it has queued here, and block it at the
     /// transport (its connections close, new ones are refused, its queued
     /// direct messages are dropped).
@@ -290,4 +346,14 @@ impl Inner {
             let _ = net.block_peer(peer).await;
         });
     }
+}
+
+/// A failure this node observed (not transferable proof).
+fn observed(code: ErrorCode, signer: Option<usize>, message: String) -> Fault {
+    let mut fault = Fault::nobody(code, message);
+    fault.signer = signer;
+    if signer.is_some() {
+        fault.blame = Blame::Observed;
+    }
+    fault
 }

@@ -19,6 +19,9 @@
 //! so they leave in the order they were produced (the receiver's replay
 //! protection needs strictly increasing sequence numbers).
 
+mod accountability;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use accountability::judge_abort;
 mod discovery;
 mod inbound;
 mod lifecycle;
@@ -44,7 +47,7 @@ use crate::CoordinatorError;
 use crate::config::CoordinatorConfig;
 use crate::events::{CoordinatorEvent, RequestId, SessionId, SessionInfo};
 use crate::session::{Action, Session, SessionOptions};
-use crate::wire::Body;
+use crate::wire::{AbortReport, Body};
 use state::State;
 pub use state::{CoordinatorCounters, StateSizes};
 pub use transactions::{SignedTransaction, TransactionSigning};
@@ -613,7 +616,18 @@ impl Coordinator {
 
     /// `notifyBroadcastComplete`: we broadcast; tell the others.
     pub fn notify_broadcast_complete(&self, session_id: SessionId) -> Result<(), CoordinatorError> {
-        self.step(session_id, |s, _| s.broadcast_complete())
+        self.notify_broadcast(session_id, None)
+    }
+
+    /// `notifyBroadcastComplete` with the broadcast transaction's id, which
+    /// the co-signers receive in the signed `SignatureFinalized` (and a node
+    /// with a Chronik client can check).
+    pub fn notify_broadcast(
+        &self,
+        session_id: SessionId,
+        txid: Option<[u8; 32]>,
+    ) -> Result<(), CoordinatorError> {
+        self.step(session_id, |s, _| s.broadcast_complete(txid))
     }
 
     /// `triggerCoordinatorFailover`: the current coordinator failed; move on.
@@ -626,12 +640,17 @@ impl Coordinator {
 
     /// `closeSession`: sends SESSION_ABORT to every co-signer and forgets the session.
     pub fn close_session(&self, session_id: SessionId) -> Result<(), CoordinatorError> {
-        self.inner.apply(
-            session_id,
-            vec![Action::SendToAll(Body::SessionAbort {
+        let abort = lock(&self.inner.state).sessions.get(&session_id).map(|s| {
+            s.abort_body(AbortReport {
+                code: crate::ErrorCode::Aborted.as_str().to_owned(),
+                culprits: Vec::new(),
+                evidence: None,
                 reason: "closed by the signer".into(),
-            })],
-        );
+            })
+        });
+        if let Some(body) = abort {
+            self.inner.apply(session_id, vec![Action::SendToAll(body)]);
+        }
         if self.inner.remove(session_id) {
             Ok(())
         } else {

@@ -14,6 +14,7 @@ use tracing::{debug, warn};
 use super::state::Outgoing;
 use super::{Inner, lock};
 use crate::events::{ErrorCode, SessionId};
+use crate::evidence::Blame;
 use crate::session::Fault;
 use crate::wire::{self, Body, WireMessage};
 
@@ -114,11 +115,10 @@ impl Inner {
                 drop(state);
                 self.fault(
                     session_id,
-                    Fault {
-                        code: ErrorCode::DeliveryFailed,
-                        signer: None,
-                        message: format!("outbound queue to {key} is full"),
-                    },
+                    Fault::nobody(
+                        ErrorCode::DeliveryFailed,
+                        format!("outbound queue to {key} is full"),
+                    ),
                 );
                 return;
             }
@@ -153,12 +153,20 @@ impl Inner {
         self.fault(
             session_id,
             Fault {
-                code: ErrorCode::DeliveryFailed,
                 signer: index,
-                message: match index {
-                    Some(i) => format!("cannot reach signer {i} ({key}): {detail}"),
-                    None => format!("cannot reach signer {key}: {detail}"),
+                // Seen from here: the signer may be fine and the path broken.
+                blame: if index.is_some() {
+                    Blame::Observed
+                } else {
+                    Blame::Unproven
                 },
+                ..Fault::nobody(
+                    ErrorCode::DeliveryFailed,
+                    match index {
+                        Some(i) => format!("cannot reach signer {i} ({key}): {detail}"),
+                        None => format!("cannot reach signer {key}: {detail}"),
+                    },
+                )
             },
         );
     }

@@ -380,8 +380,9 @@ mod tests {
             session_id: [session; 32],
             sequence: 1,
             sent_at: 0,
-            body: crate::wire::Body::SessionAbort {
-                reason: String::new(),
+            body: crate::wire::Body::ValidationError {
+                code: String::new(),
+                detail: String::new(),
             },
         }
     }
