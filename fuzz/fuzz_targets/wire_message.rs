@@ -46,7 +46,8 @@ fuzz_target!(|data: &[u8]| {
         }
         Body::SessionAbort { .. }
         | Body::SignatureFinalized { .. }
-        | Body::ValidationError { .. } => {
+        | Body::ValidationError { .. }
+        | Body::TranscriptView { .. } => {
             assert_eq!(index, None);
         }
     }

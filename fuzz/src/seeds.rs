@@ -7,15 +7,17 @@
 //! outside the clone, reading these as a second, read-only corpus.
 
 use lotus_tx::{OutPoint, Transaction, TxId, TxInput, TxOutput};
-use musig2_coordinator::wire::{self, Body, WireMessage};
+use musig2_coordinator::Evidence;
+use musig2_coordinator::wire::{self, AbortReport, Body, WireMessage};
 use musig2_core::{
-    Keypair, NonceCommitment, NonceGenInputs, PartialSignature, SecretKey, nonce_gen, schnorr,
+    EquivocationProof, Keypair, NonceCommitment, NonceGenInputs, PartialSignature, SecretKey,
+    SignedContribution, Statement, nonce_gen, schnorr,
 };
 use musig2_identity::chronik::proto;
 use musig2_net::NodeKeypair;
 use musig2_net::codec::WIRE_VERSION;
 use musig2_security::{
-    InputScriptType, SessionAnnouncement, SessionRequest, SignerAdvertisement, SigningMetadata,
+    InputScriptType, Signed, SessionAnnouncement, SessionRequest, SignerAdvertisement, SigningMetadata,
     TransactionType,
 };
 use prost::Message as _;
@@ -180,7 +182,31 @@ pub fn wire_messages() -> Result<Vec<(String, WireMessage)>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let (_secret, nonce) = nonce_gen(&mut rng, signer.public_key(), NonceGenInputs::default());
     let peer = peer_id(2)?;
-    let digest = wire::join_digest(&announcement.request_id, &signer.public_key(), &peer);
+    let announcement_digest = announcement.digest();
+    let digest = wire::join_digest(
+        &announcement.request_id,
+        &announcement_digest,
+        &signer.public_key(),
+        &peer,
+    );
+    let signed = |statement: Statement| {
+        SignedContribution::sign(session_id, 1, statement, signer.secret_key())
+    };
+    let commitment = NonceCommitment::commit(&session_id, &signer.public_key(), &nonce);
+    let partial_sig = PartialSignature::from_bytes(&[0x11; 32])?;
+    let (_, other_nonce) = nonce_gen(&mut rng, signer.public_key(), NonceGenInputs::default());
+    let report = AbortReport {
+        code: "EQUIVOCATION".into(),
+        culprits: vec![1],
+        evidence: Some(Evidence::Equivocation(EquivocationProof {
+            signer: signer.public_key(),
+            first: signed(Statement::PublicNonce(nonce)),
+            second: signed(Statement::PublicNonce(other_nonce)),
+        })),
+        reason: "signer 1 sent different nonces".into(),
+    };
+    let final_signature = schnorr::sign(signer.secret_key(), &[3; 32]);
+    let finalized = wire::finalized_digest(&final_signature, Some(&[4; 32]));
     let bodies = vec![
         (
             "signing_request",
@@ -192,6 +218,7 @@ pub fn wire_messages() -> Result<Vec<(String, WireMessage)>> {
                 signer_index: 1,
                 pubkey: signer.public_key(),
                 peer_id: peer,
+                announcement_digest,
                 signature: schnorr::sign(signer.secret_key(), &digest),
             },
         ),
@@ -199,7 +226,8 @@ pub fn wire_messages() -> Result<Vec<(String, WireMessage)>> {
             "nonce_commit",
             Body::NonceCommit {
                 signer_index: 1,
-                commitment: NonceCommitment::commit(&session_id, &signer.public_key(), &nonce),
+                commitment,
+                signature: signed(Statement::NonceCommitment(commitment)).signature,
             },
         ),
         (
@@ -207,25 +235,35 @@ pub fn wire_messages() -> Result<Vec<(String, WireMessage)>> {
             Body::NonceShare {
                 signer_index: 1,
                 nonce,
+                signature: signed(Statement::PublicNonce(nonce)).signature,
             },
         ),
         (
             "partial_sig_share",
             Body::PartialSigShare {
-                signer_index: 2,
-                partial_sig: PartialSignature::from_bytes(&[0x11; 32])?,
+                signer_index: 1,
+                partial_sig,
+                transcript: [5; 32],
+                signature: signed(Statement::PartialSignature {
+                    partial_sig,
+                    transcript: [5; 32],
+                })
+                .signature,
             },
         ),
         (
             "session_abort",
             Body::SessionAbort {
-                reason: "timeout".into(),
+                signature: signed(Statement::Abort(report.digest())).signature,
+                report: Box::new(report),
             },
         ),
         (
             "signature_finalized",
             Body::SignatureFinalized {
-                signature: schnorr::sign(signer.secret_key(), &[3; 32]),
+                signature: final_signature,
+                txid: Some([4; 32]),
+                attestation: signed(Statement::Finalized(finalized)).signature,
             },
         ),
         (
@@ -233,6 +271,15 @@ pub fn wire_messages() -> Result<Vec<(String, WireMessage)>> {
             Body::ValidationError {
                 code: "INVALID_NONCE".into(),
                 detail: "signer 1".into(),
+            },
+        ),
+        (
+            "transcript_view",
+            Body::TranscriptView {
+                contributions: vec![
+                    signed(Statement::NonceCommitment(commitment)),
+                    signed(Statement::PublicNonce(nonce)),
+                ],
             },
         ),
     ];
