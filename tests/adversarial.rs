@@ -9,9 +9,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod byzantine;
 #[path = "adversarial/accountability.rs"]
 mod accountability;
+mod byzantine;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -363,8 +363,13 @@ pub fn commit_body(
     Body::NonceCommit {
         signer_index: index as u32,
         commitment,
-        signature: signed(signer, session, index, Statement::NonceCommitment(commitment))
-            .signature,
+        signature: signed(
+            signer,
+            session,
+            index,
+            Statement::NonceCommitment(commitment),
+        )
+        .signature,
     }
 }
 

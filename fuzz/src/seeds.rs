@@ -17,8 +17,8 @@ use musig2_identity::chronik::proto;
 use musig2_net::NodeKeypair;
 use musig2_net::codec::WIRE_VERSION;
 use musig2_security::{
-    InputScriptType, Signed, SessionAnnouncement, SessionRequest, SignerAdvertisement, SigningMetadata,
-    TransactionType,
+    InputScriptType, SessionAnnouncement, SessionRequest, Signed, SignerAdvertisement,
+    SigningMetadata, TransactionType,
 };
 use prost::Message as _;
 use rand::SeedableRng;

@@ -17,9 +17,7 @@ use musig2_security::{
 };
 
 use super::byzantine::{self, Byzantine};
-use super::{
-    WAIT, config, index_of, now_ms, open_sessions, score, tick, wait_ready, wait_until,
-};
+use super::{WAIT, config, index_of, now_ms, open_sessions, score, tick, wait_ready, wait_until};
 
 /// A failure as a node reports it.
 struct Failure {
@@ -97,7 +95,10 @@ async fn equivocation(commitments: bool) {
         wait_ready(node, session).await;
     }
     let liar = index_of(&cluster, session, 2);
-    let nonces = [fresh_nonce(&cluster.nodes[2]), fresh_nonce(&cluster.nodes[2])];
+    let nonces = [
+        fresh_nonce(&cluster.nodes[2]),
+        fresh_nonce(&cluster.nodes[2]),
+    ];
     let key = cluster.nodes[2].keypair.public_key();
     for (target, nonce) in [(0usize, nonces[0]), (1, nonces[1])] {
         let liar_node = &cluster.nodes[2];
@@ -115,9 +116,10 @@ async fn equivocation(commitments: bool) {
                 .unwrap();
         }
         for i in [0, 1] {
-            wait_event(&mut cluster.nodes[i], |e| {
-                matches!(e, CoordinatorEvent::NonceCommitmentsComplete(id) if *id == session)
-            })
+            wait_event(
+                &mut cluster.nodes[i],
+                |e| matches!(e, CoordinatorEvent::NonceCommitmentsComplete(id) if *id == session),
+            )
             .await;
         }
     }
@@ -130,9 +132,10 @@ async fn equivocation(commitments: bool) {
         cluster.nodes[i].coordinator.start_round1(session).unwrap();
     }
     for i in [0, 1] {
-        wait_event(&mut cluster.nodes[i], |e| {
-            matches!(e, CoordinatorEvent::Round1Complete(id) if *id == session)
-        })
+        wait_event(
+            &mut cluster.nodes[i],
+            |e| matches!(e, CoordinatorEvent::Round1Complete(id) if *id == session),
+        )
         .await;
         cluster.nodes[i].coordinator.start_round2(session).unwrap();
     }
@@ -140,7 +143,12 @@ async fn equivocation(commitments: bool) {
         let f = failure(&mut cluster.nodes[i], session).await;
         // Node i proves it itself, or checks the other's proof: either way
         // the equivocator is named with evidence that holds.
-        assert_eq!((f.code, f.signer), (ErrorCode::Equivocation, Some(liar)), "{}", f.message);
+        assert_eq!(
+            (f.code, f.signer),
+            (ErrorCode::Equivocation, Some(liar)),
+            "{}",
+            f.message
+        );
         assert_eq!(f.culprits, vec![liar]);
         let Some(Evidence::Equivocation(proof)) = f.blame.evidence() else {
             panic!("no equivocation proof: {:?}", f.blame);
@@ -194,8 +202,9 @@ async fn creator_metadata_equivocation_is_blamed_on_the_creator() {
         expires_at: now_ms() + 3_600_000,
         request_nonce: [62; 32],
     };
-    let plain = SessionAnnouncement::new_signed(request(SigningMetadata::default()), &creator.keypair)
-        .unwrap();
+    let plain =
+        SessionAnnouncement::new_signed(request(SigningMetadata::default()), &creator.keypair)
+            .unwrap();
     let taproot = SessionAnnouncement::new_signed(
         request(SigningMetadata {
             input_script_type: Some(InputScriptType::Taproot),
@@ -298,7 +307,10 @@ async fn a_session_twin_is_another_session_and_cannot_jam_the_original() {
         .signature;
     for node in &cluster.nodes {
         assert_eq!(
-            node.coordinator.get_final_signature(session).unwrap().signature,
+            node.coordinator
+                .get_final_signature(session)
+                .unwrap()
+                .signature,
             signature
         );
     }
@@ -362,7 +374,12 @@ async fn a_silent_or_lying_coordinator_is_replaced_by_the_same_backup_everywhere
         let current: Vec<Option<usize>> = cluster
             .nodes
             .iter()
-            .map(|n| n.coordinator.get_session(session).unwrap().coordinator_index)
+            .map(|n| {
+                n.coordinator
+                    .get_session(session)
+                    .unwrap()
+                    .coordinator_index
+            })
             .collect();
         assert!(
             current.iter().all(|c| *c == current[0]),
@@ -376,7 +393,10 @@ async fn a_silent_or_lying_coordinator_is_replaced_by_the_same_backup_everywhere
         .get_final_signature(session)
         .unwrap();
     for node in &cluster.nodes {
-        assert_eq!(node.coordinator.get_final_signature(session).unwrap(), signature);
+        assert_eq!(
+            node.coordinator.get_final_signature(session).unwrap(),
+            signature
+        );
     }
     cluster.shutdown().await;
 }
@@ -465,9 +485,10 @@ async fn withheld(step: Withheld) {
     }
     if !matches!(step, Withheld::Commitment) {
         for i in 0..3 {
-            wait_event(&mut cluster.nodes[i], |e| {
-                matches!(e, CoordinatorEvent::NonceCommitmentsComplete(id) if *id == session)
-            })
+            wait_event(
+                &mut cluster.nodes[i],
+                |e| matches!(e, CoordinatorEvent::NonceCommitmentsComplete(id) if *id == session),
+            )
             .await;
         }
         for i in everyone_until(Withheld::Nonce) {
@@ -476,9 +497,10 @@ async fn withheld(step: Withheld) {
     }
     if matches!(step, Withheld::PartialSignature) {
         for i in 0..3 {
-            wait_event(&mut cluster.nodes[i], |e| {
-                matches!(e, CoordinatorEvent::Round1Complete(id) if *id == session)
-            })
+            wait_event(
+                &mut cluster.nodes[i],
+                |e| matches!(e, CoordinatorEvent::Round1Complete(id) if *id == session),
+            )
             .await;
         }
         for i in everyone_until(Withheld::PartialSignature) {
@@ -488,13 +510,23 @@ async fn withheld(step: Withheld) {
     let ticking = tick(clock.clone());
     for i in 0..3 {
         let f = failure(&mut cluster.nodes[i], session).await;
-        assert_eq!(f.code, ErrorCode::RoundTimeout, "{step:?} at {i}: {}", f.message);
+        assert_eq!(
+            f.code,
+            ErrorCode::RoundTimeout,
+            "{step:?} at {i}: {}",
+            f.message
+        );
         if i == 2 {
             // The withholder's own node: it knows it did not contribute.
             assert!(f.culprits.contains(&withholder), "{step:?}: {}", f.message);
         } else {
             assert_eq!(f.signer, Some(withholder), "{step:?} at {i}: {}", f.message);
-            assert_eq!(f.culprits, vec![withholder], "{step:?} at {i}: {}", f.message);
+            assert_eq!(
+                f.culprits,
+                vec![withholder],
+                "{step:?} at {i}: {}",
+                f.message
+            );
         }
         assert!(
             matches!(f.blame, Blame::Observed | Blame::Reported { .. }),
@@ -543,7 +575,12 @@ async fn an_unproven_accusation_names_the_accuser_not_the_accused() {
     let body = byzantine::abort_body(&cluster.nodes[2].keypair, session, accuser, report);
     Byzantine::send_as(&cluster.nodes[2], &cluster.nodes[0], session, 100, body).await;
     let f = failure(&mut cluster.nodes[0], session).await;
-    assert_eq!((f.code, f.signer), (ErrorCode::Aborted, Some(accuser)), "{}", f.message);
+    assert_eq!(
+        (f.code, f.signer),
+        (ErrorCode::Aborted, Some(accuser)),
+        "{}",
+        f.message
+    );
     assert!(!f.culprits.contains(&accused));
     assert!(!f.blame.is_proof());
     let s = score(&cluster.nodes[0], &cluster.nodes[1]);

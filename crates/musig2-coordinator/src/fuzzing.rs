@@ -22,8 +22,8 @@
 use std::collections::{HashMap, VecDeque};
 
 use musig2_core::{
-    Keypair, NonceGenInputs, PartialSignature, PublicKey, Signature, SignedContribution,
-    Statement, nonce_gen,
+    Keypair, NonceGenInputs, PartialSignature, PublicKey, Signature, SignedContribution, Statement,
+    nonce_gen,
 };
 use musig2_net::PeerId;
 use musig2_security::{SessionAnnouncement, SessionPhase, SessionRequest, SigningMetadata};
@@ -249,8 +249,13 @@ impl Harness {
             .map(|s| s.session_id)
             .next()
             .unwrap_or([0; 32]);
-        SignedContribution::sign(session_id, i as u32, statement, self.keypairs[i].secret_key())
-            .signature
+        SignedContribution::sign(
+            session_id,
+            i as u32,
+            statement,
+            self.keypairs[i].secret_key(),
+        )
+        .signature
     }
 
     /// A local API call on signer `i`; a misuse changes nothing.
@@ -327,7 +332,11 @@ impl Harness {
                 assert_ne!(fault.signer, Some(to), "a signer blamed itself: {fault:?}");
                 if let crate::evidence::Blame::Proof(evidence) = &fault.blame {
                     let named = evidence.verify(&session.facts());
-                    assert_eq!(named.ok(), fault.signer, "evidence does not hold: {fault:?}");
+                    assert_eq!(
+                        named.ok(),
+                        fault.signer,
+                        "evidence does not hold: {fault:?}"
+                    );
                     let culprit = fault.signer.unwrap_or(usize::MAX);
                     assert!(
                         self.byzantine.get(culprit).copied().unwrap_or(false),

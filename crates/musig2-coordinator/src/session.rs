@@ -69,7 +69,12 @@ impl Fault {
     }
 
     /// `signer` is at fault, and `evidence` proves it.
-    fn proven(code: ErrorCode, signer: usize, message: impl Into<String>, evidence: Evidence) -> Self {
+    fn proven(
+        code: ErrorCode,
+        signer: usize,
+        message: impl Into<String>,
+        evidence: Evidence,
+    ) -> Self {
         Self {
             code,
             signer: Some(signer),
@@ -109,7 +114,10 @@ pub(crate) enum JoinCheck {
 /// a process, so a cloned process or a restored VM snapshot whose random
 /// generator state repeats still feeds different inputs into BIP327's
 /// NonceGen (defence in depth: the random draw itself comes from the OS).
-pub(crate) fn nonce_extra_input(session_id: &SessionId, announcement_digest: &[u8; 32]) -> [u8; 32] {
+pub(crate) fn nonce_extra_input(
+    session_id: &SessionId,
+    announcement_digest: &[u8; 32],
+) -> [u8; 32] {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
     static SALT: OnceLock<[u8; 32]> = OnceLock::new();
@@ -431,9 +439,10 @@ impl Session {
             statement,
             signature,
         };
-        let key = self.keys.get(index).ok_or_else(|| {
-            Fault::blame(ErrorCode::InvalidContribution, index, "no such signer")
-        })?;
+        let key = self
+            .keys
+            .get(index)
+            .ok_or_else(|| Fault::blame(ErrorCode::InvalidContribution, index, "no such signer"))?;
         contribution.verify(key).map_err(|_| {
             Fault::blame(
                 ErrorCode::InvalidContribution,
@@ -731,20 +740,19 @@ impl Session {
             let commitment = self.commitments.get(index).copied().flatten();
             let signed_commitment = self.signed_commitments.get(index).copied().flatten();
             match (signer, commitment, signed_commitment) {
-                (Some(key), Some(c), Some(sc)) => {
-                    c.verify(&self.session_id, &key, index, &nonce)
-                        .map_err(|_| {
-                            Fault::proven(
-                                ErrorCode::NonceCommitmentMismatch,
-                                index,
-                                "nonce does not open its commitment",
-                                Evidence::CommitmentMismatch {
-                                    commitment: sc,
-                                    nonce: signed,
-                                },
-                            )
-                        })?
-                }
+                (Some(key), Some(c), Some(sc)) => c
+                    .verify(&self.session_id, &key, index, &nonce)
+                    .map_err(|_| {
+                    Fault::proven(
+                        ErrorCode::NonceCommitmentMismatch,
+                        index,
+                        "nonce does not open its commitment",
+                        Evidence::CommitmentMismatch {
+                            commitment: sc,
+                            nonce: signed,
+                        },
+                    )
+                })?,
                 _ => {
                     return Err(Fault::blame(
                         ErrorCode::InvalidContribution,
@@ -1288,7 +1296,12 @@ mod tests {
     }
 
     /// `body` from signer `from` (peer `peer`) reaches `s`.
-    fn feed(s: &mut Session, from: usize, body: &Body, peer: &PeerId) -> Result<Vec<Action>, Fault> {
+    fn feed(
+        s: &mut Session,
+        from: usize,
+        body: &Body,
+        peer: &PeerId,
+    ) -> Result<Vec<Action>, Fault> {
         match body.clone() {
             Body::SessionJoin {
                 pubkey,
@@ -1495,7 +1508,10 @@ mod tests {
         assert!(matches!(view0, Body::TranscriptView { .. }));
         for (me, theirs, from) in [(0usize, &view1, 1usize), (1, &view0, 0)] {
             let fault = feed(&mut s[me], from, theirs, &peer).unwrap_err();
-            assert_eq!((fault.code, fault.signer), (ErrorCode::Equivocation, Some(2)));
+            assert_eq!(
+                (fault.code, fault.signer),
+                (ErrorCode::Equivocation, Some(2))
+            );
             let Some(Evidence::Equivocation(proof)) = fault.blame.evidence() else {
                 panic!("no proof: {fault:?}")
             };
@@ -1532,11 +1548,19 @@ mod tests {
         ));
         assert_eq!(s[2].other_announcement, vec![1]);
         // The joiner, holding both, proves the creator equivocated.
-        let fault = theirs.on_other_announcement(&s[2].announcement).unwrap_err();
-        assert_eq!((fault.code, fault.signer), (ErrorCode::Equivocation, Some(0)));
+        let fault = theirs
+            .on_other_announcement(&s[2].announcement)
+            .unwrap_err();
+        assert_eq!(
+            (fault.code, fault.signer),
+            (ErrorCode::Equivocation, Some(0))
+        );
         assert_eq!(fault.blame.evidence().unwrap().verify(&s[2].facts()), Ok(0));
         // The same announcement again proves nothing.
-        assert!(s[2].on_other_announcement(&s[2].announcement.clone()).is_ok());
+        assert!(
+            s[2].on_other_announcement(&s[2].announcement.clone())
+                .is_ok()
+        );
     }
 
     #[test]

@@ -2,11 +2,11 @@
 //! network layer's versioned frame (`/lotus/musig2/3.0.0`, wire version 1).
 //! An unknown variant or trailing bytes are decoding errors, never guesses.
 
+#[cfg(doc)]
+use musig2_core::Statement;
 use musig2_core::{
     NonceCommitment, PartialSignature, PublicKey, PublicNonce, Signature, SignedContribution,
 };
-#[cfg(doc)]
-use musig2_core::Statement;
 use musig2_security::{MessageKind, SessionAnnouncement};
 
 use crate::evidence::Evidence;
@@ -236,9 +236,8 @@ mod tests {
             &digest,
         ))
         .unwrap();
-        let contribution = |statement| {
-            SignedContribution::sign(digest, index, statement, signer.secret_key())
-        };
+        let contribution =
+            |statement| SignedContribution::sign(digest, index, statement, signer.secret_key());
         let body = match variant % 9 {
             0 => {
                 let other = Keypair::random(&mut rng).public_key();

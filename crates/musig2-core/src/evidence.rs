@@ -370,7 +370,12 @@ mod tests {
         };
         assert_eq!(proof.verify(), Err(ProofError::DifferentKinds));
         let abort = |d| {
-            SignedContribution::sign(first.session_id, 2, Statement::Abort(d), signer.secret_key())
+            SignedContribution::sign(
+                first.session_id,
+                2,
+                Statement::Abort(d),
+                signer.secret_key(),
+            )
         };
         let proof = EquivocationProof {
             signer: signer.public_key(),

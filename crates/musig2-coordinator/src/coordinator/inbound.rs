@@ -345,9 +345,9 @@ impl Inner {
                 } => session
                     .on_finalized(index, &signature, txid, attestation)
                     .map(|a| (a, None)),
-                Body::SessionAbort { report, signature } => {
-                    Err(super::accountability::judge_abort(session, index, &report, signature))
-                }
+                Body::SessionAbort { report, signature } => Err(
+                    super::accountability::judge_abort(session, index, &report, signature),
+                ),
                 Body::ValidationError { code, detail } => {
                     warn!(signer = index, %code, %detail, "a co-signer rejected one of our messages");
                     Ok((Vec::new(), None))

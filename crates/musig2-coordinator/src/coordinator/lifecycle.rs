@@ -14,8 +14,8 @@ use tracing::warn;
 
 use super::{Inner, lock};
 use crate::events::{CoordinatorEvent, ErrorCode, SessionId};
-use crate::session::{Action, Fault};
 use crate::evidence::Blame;
+use crate::session::{Action, Fault};
 use crate::wire::AbortReport;
 
 impl Inner {
@@ -278,7 +278,11 @@ impl Inner {
                         ),
                     )
                 };
-                let culprits = if fault.signer.is_some() { missing } else { Vec::new() };
+                let culprits = if fault.signer.is_some() {
+                    missing
+                } else {
+                    Vec::new()
+                };
                 faults.push((*id, fault, culprits));
             }
         }
