@@ -12,6 +12,9 @@
 #[path = "adversarial/accountability.rs"]
 mod accountability;
 mod byzantine;
+/// musig2-identity's loopback Chronik server (real HTTP, real protobuf).
+#[path = "../crates/musig2-identity/tests/common/mod.rs"]
+mod chronik_server;
 
 use std::sync::Arc;
 use std::time::Duration;

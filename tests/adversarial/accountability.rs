@@ -587,3 +587,76 @@ async fn an_unproven_accusation_names_the_accuser_not_the_accused() {
     assert!(s.is_clean(), "the accused was penalised: {s:?}");
     cluster.shutdown().await;
 }
+
+/// With a Chronik client (`broadcast_check`), a coordinator's word is not
+/// enough: a reported txid that the indexer does not know confirms nothing
+/// and failover goes on; the real transaction, once the indexer has it,
+/// confirms on that basis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reported_broadcast_is_checked_through_chronik() {
+    use super::chronik_server::{ChainHandle, ServerState, TestServer, burn_tx};
+    use musig2_identity::{ChronikClient, ChronikConfig};
+
+    let chain = ChainHandle::new(100);
+    let server = TestServer::start(ServerState::new(chain.clone())).await;
+    let chronik = Arc::new(ChronikClient::new(ChronikConfig::new(server.url.clone())).unwrap());
+    let cfg = CoordinatorConfig {
+        broadcast_check: Some(chronik),
+        ..config()
+    };
+    let mut cluster = LocalCluster::start(3, cfg).await.unwrap();
+    let (session, _) = cluster
+        .sign_until_complete([71; 32], SigningMetadata::default(), &mut |_, _| {})
+        .await
+        .unwrap();
+    let coordinator = (0..3)
+        .find(|i| cluster.nodes[*i].coordinator.is_coordinator(session))
+        .unwrap();
+    let others: Vec<usize> = (0..3).filter(|i| *i != coordinator).collect();
+    // A txid nobody has seen: nothing is confirmed.
+    let from = &cluster.nodes[coordinator];
+    let index = index_of(&cluster, session, coordinator);
+    let signature = from
+        .coordinator
+        .get_final_signature(session)
+        .unwrap()
+        .signature;
+    for t in &others {
+        let body =
+            byzantine::finalized_body(&from.keypair, session, index, signature, Some([0x5a; 32]));
+        Byzantine::send_as(from, &cluster.nodes[*t], session, 1_000, body).await;
+    }
+    for t in &others {
+        let node = &cluster.nodes[*t];
+        wait_until(|| node.coordinator.counters().broadcasts_unconfirmed >= 1).await;
+    }
+    // The real transaction, known to the indexer: confirmed on that basis.
+    let raw = burn_tx(&cluster.nodes[0].keypair.public_key(), 1_000_000, 71);
+    let txid = chain.add_raw(&raw, None).internal_bytes();
+    cluster.nodes[coordinator]
+        .coordinator
+        .notify_broadcast(session, Some(txid))
+        .unwrap();
+    for t in others {
+        let basis = cluster.nodes[t]
+            .wait_for(WAIT, |e| match e {
+                CoordinatorEvent::BroadcastConfirmed { session_id, basis }
+                    if *session_id == session =>
+                {
+                    Some(*basis)
+                }
+                _ => None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            basis,
+            musig2_coordinator::ConfirmationBasis::ChronikSeen {
+                coordinator_index: index,
+                txid
+            }
+        );
+    }
+    assert!(server.hits() >= 4);
+    cluster.shutdown().await;
+}

@@ -76,6 +76,11 @@ pub struct CoordinatorConfig {
     /// Zero turns the automatic move off (`trigger_coordinator_failover`
     /// still works, locally).
     pub broadcast_timeout: Duration,
+    /// Where a coordinator's reported broadcast is checked before it stops
+    /// failover: with a Chronik client, a `SignatureFinalized` confirms only
+    /// once the transaction id it names is found there (one without a txid
+    /// confirms nothing); without one, the coordinator's signed word does.
+    pub broadcast_check: Option<Arc<musig2_identity::chronik::ChronikClient>>,
     /// Completed sessions kept (signature, failover) after their security
     /// slot is released; beyond it the oldest is forgotten.
     pub completed_capacity: usize,
@@ -115,6 +120,7 @@ impl Default for CoordinatorConfig {
             disconnect_grace: Duration::from_secs(10),
             round_timeout: Duration::from_secs(120),
             broadcast_timeout: Duration::from_secs(300),
+            broadcast_check: None,
             join_timeout: Duration::from_secs(10 * 60),
             completed_capacity: 1024,
             sweep_interval: Duration::from_millis(250),

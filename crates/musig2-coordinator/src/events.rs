@@ -98,12 +98,21 @@ pub enum ConfirmationBasis {
         txid: Option<[u8; 32]>,
     },
     /// The current coordinator's signed word (its `SignatureFinalized`),
-    /// naming the transaction id where it knows it.
+    /// naming the transaction id where it knows it (a node without a
+    /// Chronik client cannot check it).
     CoordinatorWord {
         /// The coordinator's sorted index.
         coordinator_index: usize,
         /// The transaction id it reported.
         txid: Option<[u8; 32]>,
+    },
+    /// The transaction the current coordinator reported was found through
+    /// this node's Chronik client (`CoordinatorConfig::broadcast_check`).
+    ChronikSeen {
+        /// The coordinator's sorted index.
+        coordinator_index: usize,
+        /// The transaction id (internal byte order).
+        txid: [u8; 32],
     },
 }
 

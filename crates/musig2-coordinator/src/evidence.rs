@@ -71,7 +71,7 @@ pub enum Blame {
         /// The reporting signer's index.
         by: usize,
         /// Its signed abort.
-        abort: SignedContribution,
+        abort: Box<SignedContribution>,
     },
     /// Proof anyone can check.
     Proof(Box<Evidence>),

@@ -1115,17 +1115,17 @@ impl Session {
         ])
     }
 
-    /// The coordinator reports its broadcast, signed. The confirmation rests
-    /// on its word (and the txid it names, which a node with a Chronik
-    /// client can check); a finalization of another signature, or one its
-    /// coordinator did not sign, confirms nothing.
-    pub fn on_finalized(
-        &mut self,
+    /// Checks the coordinator's signed report of its broadcast: its
+    /// attestation verifies under its key and it names our signature. A
+    /// finalization of another signature, or one its coordinator did not
+    /// sign, confirms nothing.
+    pub fn verify_finalized(
+        &self,
         index: usize,
         signature: &Signature,
         txid: Option<[u8; 32]>,
         attestation: Signature,
-    ) -> Result<Vec<Action>, Fault> {
+    ) -> Result<(), Fault> {
         self.signed_by(
             index,
             Statement::Finalized(finalized_digest(signature, txid.as_ref())),
@@ -1138,21 +1138,40 @@ impl Session {
                 "finalized a different signature",
             ));
         }
+        Ok(())
+    }
+
+    /// The broadcast is confirmed on `basis`: failover stops, and
+    /// `BroadcastConfirmed` is emitted once.
+    pub fn confirm_broadcast(&mut self, basis: ConfirmationBasis) -> Vec<Action> {
         let already = self.failover.as_ref().is_some_and(Failover::is_confirmed);
         if let Some(f) = self.failover.as_mut() {
             f.broadcast_confirmed();
         }
-        Ok(if already {
+        if already {
             Vec::new()
         } else {
             vec![Action::Emit(CoordinatorEvent::BroadcastConfirmed {
                 session_id: self.session_id,
-                basis: ConfirmationBasis::CoordinatorWord {
-                    coordinator_index: index,
-                    txid,
-                },
+                basis,
             })]
-        })
+        }
+    }
+
+    /// The coordinator reports its broadcast, signed, and its word is the
+    /// basis (a node with a Chronik client checks the txid first instead).
+    pub fn on_finalized(
+        &mut self,
+        index: usize,
+        signature: &Signature,
+        txid: Option<[u8; 32]>,
+        attestation: Signature,
+    ) -> Result<Vec<Action>, Fault> {
+        self.verify_finalized(index, signature, txid, attestation)?;
+        Ok(self.confirm_broadcast(ConfirmationBasis::CoordinatorWord {
+            coordinator_index: index,
+            txid,
+        }))
     }
 
     /// The sighash type of the final signature: explicit metadata wins,
@@ -1282,9 +1301,9 @@ mod tests {
         // Everyone joins everyone.
         for i in 0..3 {
             let join = out[i].my_join();
-            for j in 0..3 {
+            for (j, s) in out.iter_mut().enumerate() {
                 if i != j {
-                    feed(&mut out[j], i, &join, &peers[i]).unwrap();
+                    feed(s, i, &join, &peers[i]).unwrap();
                 }
             }
         }

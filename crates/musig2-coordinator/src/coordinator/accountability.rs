@@ -67,7 +67,10 @@ pub(crate) fn judge_abort(
                 blame: if agreed.is_empty() {
                     Blame::Unproven
                 } else {
-                    Blame::Reported { by: from, abort }
+                    Blame::Reported {
+                        by: from,
+                        abort: Box::new(abort),
+                    }
                 },
                 from_abort: true,
                 culprits: Vec::new(),

@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 
 use super::state::{BUFFERED_PER_SESSION, Orphan};
 use super::{Inner, REQUESTS_TOPIC, decode_exact, lock, sec_peer};
-use crate::events::{ErrorCode, SessionId};
+use crate::events::{ConfirmationBasis, ErrorCode, SessionId};
 use crate::evidence::Blame;
 use crate::session::{Action, Fault};
 use crate::wire::{self, Body, WireMessage};
@@ -97,10 +97,11 @@ impl Inner {
     }
 
     /// A message for a session that completed here. Only the current
-    /// coordinator's `SignatureFinalized` with our very signature means
-    /// something (broadcast confirmed); everything else is counted and
-    /// ignored: no abort, error or wrong finalization can remove a valid
-    /// signature or stop failover.
+    /// coordinator's signed `SignatureFinalized` with our very signature
+    /// means something (broadcast reported; confirmed at once on its word,
+    /// or after a Chronik look-up where the node has a client); everything
+    /// else is counted and ignored: no abort, error or wrong finalization
+    /// can remove a valid signature or stop failover.
     fn on_late(self: &Arc<Self>, peer: PeerId, message: WireMessage) {
         let session_id = message.session_id;
         let actions = {
@@ -119,8 +120,31 @@ impl Inner {
                     },
                     Some(i),
                 ) if from_coordinator => {
-                    match session.on_finalized(i, signature, *txid, *attestation) {
-                        Ok(actions) => Some(actions),
+                    match session.verify_finalized(i, signature, *txid, *attestation) {
+                        Ok(()) => match (&self.config.broadcast_check, *txid) {
+                            (None, txid) => Some(session.confirm_broadcast(
+                                ConfirmationBasis::CoordinatorWord {
+                                    coordinator_index: i,
+                                    txid,
+                                },
+                            )),
+                            (Some(chronik), Some(txid)) => {
+                                let chronik = Arc::clone(chronik);
+                                let this = Arc::clone(self);
+                                tokio::spawn(async move {
+                                    this.check_broadcast(chronik, session_id, i, txid).await;
+                                });
+                                None
+                            }
+                            (Some(_), None) => {
+                                warn!(
+                                    signer = i,
+                                    "the coordinator reported a broadcast without a txid; not confirmed"
+                                );
+                                state.counters.broadcasts_unconfirmed += 1;
+                                None
+                            }
+                        },
                         Err(fault) => {
                             warn!(signer = i, message = %fault.message, "coordinator finalized another signature; ours is kept");
                             state.counters.finalize_mismatches += 1;
@@ -142,6 +166,38 @@ impl Inner {
         if let Some(actions) = actions {
             self.apply(session_id, actions);
         }
+    }
+
+    /// Looks the reported transaction up through Chronik; confirms the
+    /// broadcast only if it is there.
+    async fn check_broadcast(
+        self: Arc<Self>,
+        chronik: Arc<musig2_identity::chronik::ChronikClient>,
+        session_id: SessionId,
+        coordinator_index: usize,
+        txid: [u8; 32],
+    ) {
+        let seen = chronik
+            .tx(&musig2_identity::TxId::from_internal_bytes(txid))
+            .await;
+        let actions = {
+            let mut state = lock(&self.state);
+            if let Err(e) = &seen {
+                warn!(error = %e, "the reported broadcast is not seen through Chronik; failover goes on");
+                state.counters.broadcasts_unconfirmed += 1;
+                return;
+            }
+            match state.sessions.get_mut(&session_id) {
+                Some(s) if s.coordinator_index() == Some(coordinator_index) => {
+                    s.confirm_broadcast(ConfirmationBasis::ChronikSeen {
+                        coordinator_index,
+                        txid,
+                    })
+                }
+                _ => return,
+            }
+        };
+        self.apply(session_id, actions);
     }
 
     /// Authentication, security checks, then processing or buffering.
@@ -287,6 +343,9 @@ impl Inner {
                 return;
             };
             if session.is_done() {
+                // Completed while the message waited in the buffer.
+                drop(state);
+                self.on_late(peer, message);
                 return;
             }
             match message.body {

@@ -225,6 +225,9 @@ pub struct CoordinatorCounters {
     pub aborts_after_completion: u64,
     /// `SignatureFinalized` with another signature than ours, ignored.
     pub finalize_mismatches: u64,
+    /// Broadcasts the coordinator reported that this node's Chronik client
+    /// did not find (or that named no txid): failover goes on.
+    pub broadcasts_unconfirmed: u64,
     /// Joins whose signature did not verify (dropped before taking any slot).
     pub forged_joins: u64,
     /// Messages buffered for a later phase dropped because the session's buffer was full.
