@@ -326,6 +326,7 @@ pub fn plain_abort(reason: &str) -> AbortReport {
         culprits: vec![],
         evidence: None,
         reason: reason.into(),
+        relayed: None,
     }
 }
 

@@ -204,6 +204,7 @@ pub fn wire_messages() -> Result<Vec<(String, WireMessage)>> {
             second: signed(Statement::PublicNonce(other_nonce)),
         })),
         reason: "signer 1 sent different nonces".into(),
+        relayed: None,
     };
     let final_signature = schnorr::sign(signer.secret_key(), &[3; 32]);
     let finalized = wire::finalized_digest(&final_signature, Some(&[4; 32]));

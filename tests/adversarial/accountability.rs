@@ -571,6 +571,7 @@ async fn an_unproven_accusation_names_the_accuser_not_the_accused() {
         culprits: vec![accused as u32],
         evidence: None,
         reason: "trust me".into(),
+        relayed: None,
     };
     let body = byzantine::abort_body(&cluster.nodes[2].keypair, session, accuser, report);
     Byzantine::send_as(&cluster.nodes[2], &cluster.nodes[0], session, 100, body).await;
@@ -613,7 +614,8 @@ async fn a_reported_broadcast_is_checked_through_chronik() {
         .find(|i| cluster.nodes[*i].coordinator.is_coordinator(session))
         .unwrap();
     let others: Vec<usize> = (0..3).filter(|i| *i != coordinator).collect();
-    // A txid nobody has seen: nothing is confirmed.
+    // A txid nobody has seen, then a real transaction that does not carry
+    // the session's signature: nothing is confirmed.
     let from = &cluster.nodes[coordinator];
     let index = index_of(&cluster, session, coordinator);
     let signature = from
@@ -621,18 +623,46 @@ async fn a_reported_broadcast_is_checked_through_chronik() {
         .get_final_signature(session)
         .unwrap()
         .signature;
-    for t in &others {
-        let body =
-            byzantine::finalized_body(&from.keypair, session, index, signature, Some([0x5a; 32]));
-        Byzantine::send_as(from, &cluster.nodes[*t], session, 1_000, body).await;
+    let unrelated = chain
+        .add_raw(
+            &burn_tx(&cluster.nodes[0].keypair.public_key(), 1_000_000, 71),
+            None,
+        )
+        .internal_bytes();
+    for (n, txid) in [[0x5a; 32], unrelated].into_iter().enumerate() {
+        for t in &others {
+            let body =
+                byzantine::finalized_body(&from.keypair, session, index, signature, Some(txid));
+            let seq = 1_000 + n as u64;
+            Byzantine::send_as(from, &cluster.nodes[*t], session, seq, body).await;
+        }
+        for t in &others {
+            let node = &cluster.nodes[*t];
+            wait_until(|| node.coordinator.counters().broadcasts_unconfirmed > n as u64).await;
+        }
     }
-    for t in &others {
-        let node = &cluster.nodes[*t];
-        wait_until(|| node.coordinator.counters().broadcasts_unconfirmed >= 1).await;
-    }
-    // The real transaction, known to the indexer: confirmed on that basis.
-    let raw = burn_tx(&cluster.nodes[0].keypair.public_key(), 1_000_000, 71);
-    let txid = chain.add_raw(&raw, None).internal_bytes();
+    // The spend that carries the signature, known to the indexer: confirmed
+    // on that basis.
+    let mut script_sig = vec![0x41];
+    script_sig.extend_from_slice(&signature.to_bytes());
+    script_sig.push(0x61);
+    let spend = musig2_identity::Transaction {
+        version: 2,
+        inputs: vec![musig2_identity::TxInput {
+            prev_out: musig2_identity::OutPoint::new(
+                musig2_identity::TxId::from_internal_bytes([0x33; 32]),
+                0,
+            ),
+            script_sig,
+            sequence: 0xffff_ffff,
+        }],
+        outputs: vec![musig2_identity::TxOutput {
+            value: 5_000,
+            script: vec![0x6a],
+        }],
+        lock_time: 0,
+    };
+    let txid = chain.add_raw(&spend.serialize(), None).internal_bytes();
     cluster.nodes[coordinator]
         .coordinator
         .notify_broadcast(session, Some(txid))
@@ -657,6 +687,85 @@ async fn a_reported_broadcast_is_checked_through_chronik() {
             }
         );
     }
-    assert!(server.hits() >= 4);
+    assert!(server.hits() >= 6);
+    cluster.shutdown().await;
+}
+
+/// A node never signs twice under one session id: after it drew a nonce in
+/// a session that then ended, a second run of the same request is refused
+/// (a second commitment or nonce for the same session and index would be a
+/// valid equivocation proof against it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_of_a_session_we_signed_in_is_refused() {
+    let cfg = CoordinatorConfig {
+        auto_join: false,
+        ..config()
+    };
+    let mut cluster = LocalCluster::start(2, cfg).await.unwrap();
+    let (request, session) = super::announce(&cluster, [72; 32]).await;
+    let node1 = &mut cluster.nodes[1];
+    node1
+        .wait_for(WAIT, |e| {
+            matches!(e, CoordinatorEvent::SigningRequestReceived { .. }).then_some(())
+        })
+        .await
+        .unwrap();
+    node1
+        .coordinator
+        .join_signing_request(request, &node1.keypair)
+        .await
+        .unwrap();
+    wait_ready(node1, session).await;
+    node1
+        .coordinator
+        .publish_nonce_commitments(session)
+        .unwrap();
+    // The creator ends the session; node 1 ends it too.
+    cluster.nodes[0].coordinator.close_session(session).unwrap();
+    let node1 = &mut cluster.nodes[1];
+    failure(node1, session).await;
+    let again = node1
+        .coordinator
+        .join_signing_request(request, &node1.keypair)
+        .await;
+    assert!(
+        matches!(
+            again,
+            Err(musig2_coordinator::CoordinatorError::WrongState(_))
+        ),
+        "{again:?}"
+    );
+    assert_eq!(node1.coordinator.counters().reruns_refused, 1);
+    cluster.shutdown().await;
+}
+
+/// A byzantine signer that sends its abort to one co-signer only cannot make
+/// the others blame that co-signer for going silent: the one it told relays
+/// the signed abort, and everyone names its author.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_selective_abort_is_relayed_and_names_its_author() {
+    let mut cluster = LocalCluster::start(3, config()).await.unwrap();
+    let (_, session) = super::announce(&cluster, [73; 32]).await;
+    for node in cluster.nodes.iter_mut() {
+        wait_ready(node, session).await;
+    }
+    let author = index_of(&cluster, session, 2);
+    let body = byzantine::abort_body(
+        &cluster.nodes[2].keypair,
+        session,
+        author,
+        byzantine::plain_abort("only you"),
+    );
+    Byzantine::send_as(&cluster.nodes[2], &cluster.nodes[1], session, 100, body).await;
+    for i in [1, 0] {
+        let f = failure(&mut cluster.nodes[i], session).await;
+        assert_eq!(
+            (f.code, f.signer),
+            (ErrorCode::Aborted, Some(author)),
+            "node {i}: {}",
+            f.message
+        );
+    }
+    honest_pair_is_clean(&cluster, [0, 1]);
     cluster.shutdown().await;
 }

@@ -12,7 +12,9 @@ use musig2_election::{
     ElectionMethod, Failover, FailoverStep, coordinator_priority_list, elect_coordinator,
 };
 use musig2_net::PeerId;
-use musig2_security::{InputScriptType, Millis, SessionAnnouncement, SessionPhase, Signed};
+use musig2_security::{
+    InputScriptType, MessageKind, Millis, SessionAnnouncement, SessionPhase, Signed,
+};
 use rand::CryptoRng;
 use std::str::FromStr;
 use tracing::info;
@@ -21,7 +23,7 @@ use crate::events::{
     ConfirmationBasis, CoordinatorEvent, ErrorCode, RequestId, SessionId, SessionInfo,
 };
 use crate::evidence::{Blame, Evidence, SessionFacts};
-use crate::wire::{AbortReport, Body, finalized_digest, join_digest};
+use crate::wire::{AbortReport, Body, RelayedAbort, finalized_digest, join_digest};
 
 /// What the shell must do after an input.
 #[derive(Debug, Clone)]
@@ -47,6 +49,10 @@ pub(crate) struct Fault {
     pub from_abort: bool,
     /// Every signer named (`signer` is the first); empty means `signer` alone.
     pub culprits: Vec<usize>,
+    /// The co-signer's signed abort this failure was learnt from, relayed to
+    /// the others (an aborter that told only some signers cannot make the
+    /// others blame the ones it told).
+    pub relay: Option<Box<RelayedAbort>>,
 }
 
 impl Fault {
@@ -65,6 +71,7 @@ impl Fault {
             blame: Blame::Observed,
             from_abort: false,
             culprits: Vec::new(),
+            relay: None,
         }
     }
 
@@ -82,6 +89,7 @@ impl Fault {
             blame: Blame::Proof(Box::new(evidence)),
             from_abort: false,
             culprits: Vec::new(),
+            relay: None,
         }
     }
 
@@ -94,6 +102,7 @@ impl Fault {
             blame: Blame::Unproven,
             from_abort: false,
             culprits: Vec::new(),
+            relay: None,
         }
     }
 }
@@ -172,9 +181,18 @@ pub(crate) struct Session {
     /// our view); the session cannot complete, and nobody is blamed unless
     /// the views prove an equivocation.
     pub view_mismatch: Vec<usize>,
+    /// Co-signers whose view we received (one each).
+    views_received: Vec<usize>,
+    /// Chronik look-ups started for reported broadcasts (bounded).
+    pub broadcast_checks: u8,
+    /// A later backup's finalization, kept until our failover reaches it
+    /// (one slot: the latest).
+    pub early_finalization: Option<(usize, PeerId, crate::wire::WireMessage)>,
     /// Co-signers whose join was for another announcement under our id.
     pub other_announcement: Vec<usize>,
     secnonce: Option<SecretNonce>,
+    /// Whether we drew a nonce in this session (so must never sign in it again).
+    pub nonce_drawn: bool,
     context: Option<SessionContext<Lotus>>,
     pub final_signature: Option<Signature>,
     election_method: ElectionMethod,
@@ -272,8 +290,12 @@ impl Session {
             signed_nonces: vec![None; n],
             transcript: None,
             view_mismatch: Vec::new(),
+            views_received: Vec::new(),
+            broadcast_checks: 0,
+            early_finalization: None,
             other_announcement: Vec::new(),
             secnonce: None,
+            nonce_drawn: false,
             context: None,
             final_signature: None,
             election_method,
@@ -334,11 +356,23 @@ impl Session {
     /// our own contribution counts as missing until we sent it (a node whose
     /// application never started a round names itself).
     pub fn missing(&self) -> Vec<usize> {
+        self.missing_with_kind().1
+    }
+
+    /// [`Session::missing`], with the kind of message the missing signers
+    /// owe (`None` once complete).
+    pub fn missing_with_kind(&self) -> (Option<MessageKind>, Vec<usize>) {
+        let (kind, missing) = self.missing_inner();
+        (kind, missing)
+    }
+
+    fn missing_inner(&self) -> (Option<MessageKind>, Vec<usize>) {
         match self.phase {
             SessionPhase::Init | SessionPhase::SigningRequest => {
-                return (0..self.len()).filter(|i| !self.joined(*i)).collect();
+                let missing = (0..self.len()).filter(|i| !self.joined(*i)).collect();
+                return (Some(MessageKind::SessionJoin), missing);
             }
-            SessionPhase::Complete | SessionPhase::Closed => return Vec::new(),
+            SessionPhase::Complete | SessionPhase::Closed => return (None, Vec::new()),
             _ => {}
         }
         let lacking = |have: &dyn Fn(usize) -> bool, sent_from: SessionPhase| -> Vec<usize> {
@@ -358,7 +392,7 @@ impl Session {
                 SessionPhase::NonceCommit,
             );
             if !m.is_empty() {
-                return m;
+                return (Some(MessageKind::NonceCommit), m);
             }
         }
         let m = lacking(
@@ -366,12 +400,15 @@ impl Session {
             SessionPhase::NonceExchange,
         );
         if !m.is_empty() {
-            return m;
+            return (Some(MessageKind::NonceShare), m);
         }
-        lacking(
-            &|i| self.psigs.get(i).is_some_and(Option::is_some),
+        // A signer whose partial signature came over another view owes
+        // nothing more: the session waits on the views (§11.3).
+        let m = lacking(
+            &|i| self.psigs.get(i).is_some_and(Option::is_some) || self.view_mismatch.contains(&i),
             SessionPhase::PartialSigExchange,
-        )
+        );
+        (Some(MessageKind::PartialSigShare), m)
     }
 
     pub fn info(&self) -> SessionInfo {
@@ -602,6 +639,7 @@ impl Session {
             },
         );
         self.secnonce = Some(secnonce);
+        self.nonce_drawn = true;
         pubnonce
     }
 
@@ -919,13 +957,27 @@ impl Session {
 
     /// A co-signer's view. A statement in it that conflicts with the one
     /// its signer sent us, both signed, proves that signer equivocated.
-    /// Statements that do not verify are ignored (they prove nothing about
-    /// their claimed signer); a view that shows no conflict changes nothing.
+    /// Only a co-signer whose transcript differed from ours may send one,
+    /// once, with at most one commitment and one nonce per signer; a
+    /// statement equal to ours costs nothing, one that does not verify is
+    /// ignored (it proves nothing about its claimed signer), and a view that
+    /// shows no conflict changes nothing.
     pub fn on_view(
         &mut self,
         from: usize,
         contributions: &[SignedContribution],
     ) -> Result<Vec<Action>, Fault> {
+        if !self.view_mismatch.contains(&from)
+            || self.views_received.contains(&from)
+            || contributions.len() > 2 * self.len()
+        {
+            return Err(Fault::blame(
+                ErrorCode::InvalidContribution,
+                from,
+                "an unsolicited, repeated or oversized view",
+            ));
+        }
+        self.views_received.push(from);
         for theirs in contributions {
             let index = theirs.signer_index as usize;
             let Some(key) = self.keys.get(index).copied() else {
@@ -939,6 +991,9 @@ impl Session {
             let Some(Some(ours)) = ours.copied() else {
                 continue;
             };
+            if ours == *theirs {
+                continue;
+            }
             if let Some(proof) = EquivocationProof::new(key, ours, *theirs) {
                 return Err(Fault::proven(
                     ErrorCode::Equivocation,
@@ -955,6 +1010,19 @@ impl Session {
             }
         }
         Ok(Vec::new())
+    }
+
+    /// Whether signer `index` is a backup after the current coordinator in
+    /// the priority order: a node whose failover clock runs ahead of ours
+    /// may already be that backup and report its broadcast.
+    pub fn is_later_backup(&self, index: usize) -> bool {
+        let (Some(current), Some(f)) = (self.coordinator_index(), self.failover.as_ref()) else {
+            return false;
+        };
+        matches!(
+            (f.priority_of(current), f.priority_of(index)),
+            (Some(c), Some(i)) if i > c
+        )
     }
 
     /// Another announcement under our session id arrived: if its creator

@@ -113,8 +113,9 @@ pub enum Body {
     },
 }
 
-/// What an aborting signer reports: a stable code, whom it blames, and its
-/// evidence where it holds proof.
+/// What an aborting signer reports: a stable code, whom it blames, its
+/// evidence where it holds proof, and, when it stopped because of another
+/// signer's abort, that signed abort.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AbortReport {
     /// The [`crate::ErrorCode`] text (`ROUND_TIMEOUT`, `EQUIVOCATION`, …).
@@ -125,6 +126,52 @@ pub struct AbortReport {
     pub evidence: Option<Evidence>,
     /// Free text.
     pub reason: String,
+    /// The co-signer's abort the sender stopped on, if any (one level only:
+    /// a relayed abort carries no relay of its own).
+    pub relayed: Option<Box<RelayedAbort>>,
+}
+
+/// A co-signer's signed abort, relayed: its report (without a relay) and
+/// its signature, which anyone checks against the aborter's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayedAbort {
+    /// The aborting signer's index.
+    pub from: u32,
+    /// Its code.
+    pub code: String,
+    /// Whom it blamed.
+    pub culprits: Vec<u32>,
+    /// Its evidence.
+    pub evidence: Option<Evidence>,
+    /// Its free text.
+    pub reason: String,
+    /// Its signature ([`Statement::Abort`] over the report's digest).
+    pub signature: Signature,
+}
+
+impl RelayedAbort {
+    /// Wraps signer `from`'s abort (its relay, if any, is not kept).
+    pub fn new(from: usize, report: &AbortReport, signature: Signature) -> Self {
+        Self {
+            from: from as u32,
+            code: report.code.clone(),
+            culprits: report.culprits.clone(),
+            evidence: report.evidence.clone(),
+            reason: report.reason.clone(),
+            signature,
+        }
+    }
+
+    /// The report the aborter signed.
+    pub fn report(&self) -> AbortReport {
+        AbortReport {
+            code: self.code.clone(),
+            culprits: self.culprits.clone(),
+            evidence: self.evidence.clone(),
+            reason: self.reason.clone(),
+            relayed: None,
+        }
+    }
 }
 
 impl AbortReport {
@@ -295,7 +342,17 @@ mod tests {
                         code: text.clone(),
                         culprits: vec![index, index / 2],
                         evidence,
-                        reason: text,
+                        reason: text.clone(),
+                        relayed: seed.is_multiple_of(3).then(|| {
+                            Box::new(RelayedAbort {
+                                from: index,
+                                code: text.clone(),
+                                culprits: vec![],
+                                evidence: None,
+                                reason: text,
+                                signature,
+                            })
+                        }),
                     }),
                     signature,
                 }

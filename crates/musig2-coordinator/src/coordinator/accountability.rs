@@ -12,17 +12,23 @@ use super::{Inner, lock, sec_peer};
 use crate::events::{ErrorCode, SessionId};
 use crate::evidence::{Blame, Evidence};
 use crate::session::{Fault, Session};
-use crate::wire::AbortReport;
+use crate::wire::{AbortReport, RelayedAbort};
 
 /// A co-signer's abort, judged here. The messenger is not the culprit by
 /// default:
+/// - a relayed abort is judged as its original author's (signature checked
+///   against that signer's key);
 /// - with evidence that checks out against our session, its culprit is
 ///   named, with the proof;
 /// - a timeout or disconnection names the signers both the aborter and we
 ///   find missing (recorded as the aborter's report, never as proof);
-/// - a view mismatch names nobody;
-/// - anything else (a close, an accusation without proof, a bad signature)
-///   names the aborter, who did end the session, as observed here.
+/// - a view mismatch names nobody if we saw differing views too;
+/// - anything else (a close, an accusation without proof or that we do not
+///   share, a bad signature) names the aborter, who did end the session, as
+///   observed here.
+///
+/// The returned fault carries the original signed abort, which the caller
+/// relays to the other co-signers.
 pub(crate) fn judge_abort(
     session: &Session,
     from: usize,
@@ -34,6 +40,54 @@ pub(crate) fn judge_abort(
         Ok(abort) => abort,
         Err(_) => return aborter_fault(from, format!("{said}; its abort is not signed")),
     };
+    if let Some(relayed) = &report.relayed {
+        let original = relayed.report();
+        let origin = relayed.from as usize;
+        if origin == from || origin == session.me {
+            return aborter_fault(from, format!("{said}; it relays an abort it cannot relay"));
+        }
+        return match session.verify_abort(origin, &original, relayed.signature) {
+            Ok(_) => {
+                let mut fault = judge_own(
+                    session,
+                    origin,
+                    &original,
+                    abort_of(session, &original, relayed),
+                );
+                fault.message = format!("{} (relayed by signer {from})", fault.message);
+                fault
+            }
+            Err(_) => aborter_fault(from, format!("{said}; the abort it relays is not signed")),
+        };
+    }
+    let relay = RelayedAbort::new(from, report, signature);
+    let mut fault = judge_own(session, from, report, Some(abort));
+    fault.relay = Some(Box::new(relay));
+    fault
+}
+
+/// The signed contribution a relayed abort is (for `Blame::Reported`).
+fn abort_of(
+    session: &Session,
+    original: &AbortReport,
+    relayed: &RelayedAbort,
+) -> Option<musig2_core::SignedContribution> {
+    Some(musig2_core::SignedContribution {
+        session_id: session.session_id,
+        signer_index: relayed.from,
+        statement: musig2_core::Statement::Abort(original.digest()),
+        signature: relayed.signature,
+    })
+}
+
+/// Judges signer `from`'s own (signature-checked) abort.
+fn judge_own(
+    session: &Session,
+    from: usize,
+    report: &AbortReport,
+    abort: Option<musig2_core::SignedContribution>,
+) -> Fault {
+    let said = format!("signer {from} aborted: {} ({})", report.code, report.reason);
     if let Some(evidence) = &report.evidence {
         return match evidence.verify(&session.facts()) {
             Ok(culprit) => Fault {
@@ -43,6 +97,7 @@ pub(crate) fn judge_abort(
                 blame: Blame::Proof(Box::new(evidence.clone())),
                 from_abort: true,
                 culprits: Vec::new(),
+                relay: None,
             },
             Err(e) => aborter_fault(from, format!("{said}; {e}")),
         };
@@ -58,33 +113,40 @@ pub(crate) fn judge_abort(
                 .culprits
                 .iter()
                 .map(|c| *c as usize)
-                .filter(|c| missing.contains(c) && *c != from)
+                .filter(|c| missing.contains(c))
                 .collect();
-            Fault {
-                code,
-                signer: agreed.first().copied(),
-                message: format!("{said}; missing here too: {agreed:?}"),
-                blame: if agreed.is_empty() {
-                    Blame::Unproven
-                } else {
-                    Blame::Reported {
+            match (agreed.first().copied(), abort) {
+                (Some(first), Some(abort)) => Fault {
+                    code,
+                    signer: Some(first),
+                    message: format!("{said}; missing here too: {agreed:?}"),
+                    blame: Blame::Reported {
                         by: from,
                         abort: Box::new(abort),
-                    }
-                },
+                    },
+                    from_abort: true,
+                    culprits: Vec::new(),
+                    relay: None,
+                }
+                .with_culprits(agreed),
+                // Nobody we find missing: the aborter stopped early, on
+                // grounds we do not share.
+                _ => aborter_fault(from, format!("{said}; nobody it names is missing here")),
+            }
+        }
+        Some(ErrorCode::ViewMismatch)
+            if !session.view_mismatch.is_empty() || !session.other_announcement.is_empty() =>
+        {
+            Fault {
+                code: ErrorCode::ViewMismatch,
+                signer: None,
+                message: said,
+                blame: Blame::Unproven,
                 from_abort: true,
                 culprits: Vec::new(),
+                relay: None,
             }
-            .with_culprits(agreed)
         }
-        Some(ErrorCode::ViewMismatch) => Fault {
-            code: ErrorCode::ViewMismatch,
-            signer: None,
-            message: said,
-            blame: Blame::Unproven,
-            from_abort: true,
-            culprits: Vec::new(),
-        },
         _ => aborter_fault(from, said),
     }
 }
@@ -97,6 +159,7 @@ fn aborter_fault(from: usize, message: String) -> Fault {
         blame: Blame::Observed,
         from_abort: true,
         culprits: Vec::new(),
+        relay: None,
     }
 }
 
@@ -148,12 +211,19 @@ impl Inner {
         announcement: &SessionAnnouncement,
     ) -> bool {
         let session_id = announcement.session_id().to_bytes();
-        let forwarded = {
+        let (forwarded, ended) = {
             let state = lock(&self.state);
-            state.sessions.get(&session_id).is_some_and(|s| {
+            let forwarded = state.sessions.get(&session_id).is_some_and(|s| {
                 s.peers.contains(&Some(*from)) && s.announcement.creator_peer_id != from.to_string()
-            })
+            });
+            (forwarded, state.ended.contains_key(&session_id))
         };
+        if ended && announcement.creator_peer_id != from.to_string() {
+            // Evidence that arrives after the session ended here: dropped,
+            // and never charged to the peer that forwarded it.
+            lock(&self.state).counters.late_messages += 1;
+            return true;
+        }
         if !forwarded {
             return false;
         }

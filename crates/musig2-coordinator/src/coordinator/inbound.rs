@@ -18,6 +18,9 @@ use musig2_security::{
 use tracing::{debug, warn};
 
 use super::state::{BUFFERED_PER_SESSION, Orphan};
+
+/// Chronik look-ups a session starts for reported broadcasts, at most.
+const MAX_BROADCAST_CHECKS: u8 = 3;
 use super::{Inner, REQUESTS_TOPIC, decode_exact, lock, sec_peer};
 use crate::events::{ConfirmationBasis, ErrorCode, SessionId};
 use crate::evidence::Blame;
@@ -102,7 +105,7 @@ impl Inner {
     /// or after a Chronik look-up where the node has a client); everything
     /// else is counted and ignored: no abort, error or wrong finalization
     /// can remove a valid signature or stop failover.
-    fn on_late(self: &Arc<Self>, peer: PeerId, message: WireMessage) {
+    pub(super) fn on_late(self: &Arc<Self>, peer: PeerId, message: WireMessage) {
         let session_id = message.session_id;
         let actions = {
             let mut state = lock(&self.state);
@@ -128,7 +131,14 @@ impl Inner {
                                     txid,
                                 },
                             )),
+                            (Some(_), Some(_))
+                                if session.broadcast_checks >= MAX_BROADCAST_CHECKS =>
+                            {
+                                state.counters.broadcasts_unconfirmed += 1;
+                                None
+                            }
                             (Some(chronik), Some(txid)) => {
+                                session.broadcast_checks += 1;
                                 let chronik = Arc::clone(chronik);
                                 let this = Arc::clone(self);
                                 tokio::spawn(async move {
@@ -151,6 +161,13 @@ impl Inner {
                             None
                         }
                     }
+                }
+                (Body::SignatureFinalized { .. }, Some(i)) if session.is_later_backup(i) => {
+                    // Its failover clock runs ahead of ours: judged when we
+                    // reach it (sweep or trigger), not before.
+                    session.early_finalization = Some((i, peer, message.clone()));
+                    state.counters.late_messages += 1;
+                    None
                 }
                 (Body::SessionAbort { report, .. }, _) => {
                     debug!(?index, reason = %report.reason, "abort after completion ignored; the signature is kept");
@@ -182,20 +199,36 @@ impl Inner {
             .await;
         let actions = {
             let mut state = lock(&self.state);
-            if let Err(e) = &seen {
-                warn!(error = %e, "the reported broadcast is not seen through Chronik; failover goes on");
+            let Some(session) = state.sessions.get_mut(&session_id) else {
+                return;
+            };
+            // The indexer must know the transaction, and it must carry our
+            // signature in an input: any other transaction proves nothing.
+            let signature = session.final_signature.map(|s| s.to_bytes());
+            let carries = match (&seen, signature) {
+                (Ok(indexed), Some(sig)) => indexed
+                    .tx
+                    .inputs
+                    .iter()
+                    .any(|input| input.script_sig.windows(64).any(|w| w == sig)),
+                _ => false,
+            };
+            if !carries || session.coordinator_index() != Some(coordinator_index) {
+                match &seen {
+                    Err(e) => {
+                        warn!(error = %e, "the reported broadcast is not seen through Chronik; failover goes on")
+                    }
+                    Ok(_) => warn!(
+                        "the reported transaction does not carry this session's signature; failover goes on"
+                    ),
+                }
                 state.counters.broadcasts_unconfirmed += 1;
                 return;
             }
-            match state.sessions.get_mut(&session_id) {
-                Some(s) if s.coordinator_index() == Some(coordinator_index) => {
-                    s.confirm_broadcast(ConfirmationBasis::ChronikSeen {
-                        coordinator_index,
-                        txid,
-                    })
-                }
-                _ => return,
-            }
+            session.confirm_broadcast(ConfirmationBasis::ChronikSeen {
+                coordinator_index,
+                txid,
+            })
         };
         self.apply(session_id, actions);
     }
@@ -284,6 +317,7 @@ impl Inner {
                     blame: Blame::Observed,
                     from_abort: false,
                     culprits: Vec::new(),
+                    relay: None,
                 },
             );
             return;
@@ -517,5 +551,25 @@ impl Inner {
             return None;
         }
         Some(Verdict::Ignore)
+    }
+
+    /// A later backup's finalization kept by `on_late`: judged now if our
+    /// failover has reached that backup.
+    pub(super) fn replay_early_finalization(self: &Arc<Self>, session_id: SessionId) {
+        let due = {
+            let mut state = lock(&self.state);
+            let Some(session) = state.sessions.get_mut(&session_id) else {
+                return;
+            };
+            match &session.early_finalization {
+                Some((i, _, _)) if session.coordinator_index() == Some(*i) => {
+                    session.early_finalization.take()
+                }
+                _ => None,
+            }
+        };
+        if let Some((_, peer, message)) = due {
+            self.on_late(peer, message);
+        }
     }
 }

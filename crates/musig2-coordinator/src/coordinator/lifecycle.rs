@@ -16,7 +16,7 @@ use super::{Inner, lock};
 use crate::events::{CoordinatorEvent, ErrorCode, SessionId};
 use crate::evidence::Blame;
 use crate::session::{Action, Fault};
-use crate::wire::AbortReport;
+use crate::wire::{AbortReport, Body, WireMessage};
 
 impl Inner {
     /// Bookkeeping on our own session milestones. Lock order: the state is
@@ -45,7 +45,17 @@ impl Inner {
             if let Some(s) = state.sessions.get_mut(&session_id) {
                 s.completed_at = Some(now);
             }
-            state.buffered.remove(&session_id);
+            // A finalization that arrived before our last partial signature
+            // is judged now that we are complete.
+            let finalizations: Vec<(PeerId, WireMessage)> = state
+                .buffered
+                .remove(&session_id)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, _, m)| matches!(m.body, Body::SignatureFinalized { .. }))
+                .map(|(peer, _, m)| (peer, m))
+                .collect();
+            state.late_finalizations.extend(finalizations);
             state.validation_replied.retain(|(id, _)| *id != session_id);
             state.completed.push_back(session_id);
             let mut evicted = Vec::new();
@@ -99,14 +109,18 @@ impl Inner {
         }
         warn!(session = %hex::encode(session_id), code = fault.code.as_str(), signer = ?fault.signer, ?culprits, proof = fault.blame.is_proof(), message = %fault.message, "session failed");
         self.penalise_proven(session_id, &fault);
-        if !fault.from_abort {
+        if !fault.from_abort || fault.relay.is_some() {
             // Tell every co-signer, signed, whom we blame and on what
-            // evidence, so nobody waits for us and each can judge (best effort).
+            // evidence, so nobody waits for us and each can judge (best
+            // effort). A failure learnt from a co-signer's abort relays that
+            // signed abort: those it did not tell judge it themselves, and
+            // name its author, not us.
             let report = AbortReport {
                 code: fault.code.as_str().to_owned(),
                 culprits: culprits.iter().map(|c| *c as u32).collect(),
                 evidence: fault.blame.evidence().cloned(),
                 reason: fault.message.clone(),
+                relayed: fault.relay.clone(),
             };
             let body = lock(&self.state)
                 .sessions
@@ -151,6 +165,10 @@ impl Inner {
             state.ended.insert(session_id, ());
             let removed = state.sessions.remove(&session_id);
             let mut released = Vec::new();
+            if let Some(s) = removed.as_ref().filter(|s| s.nonce_drawn) {
+                let expires_at = s.announcement.expires_at;
+                state.remember_signed(session_id, expires_at);
+            }
             if let Some(s) = &removed {
                 state.requests.remove(&s.request_id);
                 // Its co-signers count against the general limit again,
@@ -227,16 +245,22 @@ impl Inner {
             }
             // Signers shown another announcement under this id are victims
             // of the creator until proven otherwise: never named for it.
-            // A contribution that arrived and waits for our phase is not missing.
+            // The very contribution owed, arrived and waiting for our phase,
+            // is not missing (any other buffered message does not count).
+            let (owed, missing) = session.missing_with_kind();
             let waiting: Vec<usize> = state
                 .buffered
                 .get(id)
-                .map(|list| list.iter().map(|(_, index, _)| *index).collect())
+                .map(|list| {
+                    list.iter()
+                        .filter(|(_, _, m)| Some(m.body.kind()) == owed)
+                        .map(|(_, index, _)| *index)
+                        .collect()
+                })
                 .unwrap_or_default();
-            let missing: Vec<usize> = session
-                .missing()
+            let missing: Vec<usize> = missing
                 .into_iter()
-                .filter(|i| !session.other_announcement.contains(i) && !waiting.contains(i))
+                .filter(|i| !waiting.contains(i))
                 .collect();
             if session.phase == SessionPhase::SigningRequest {
                 let deadline = session
@@ -246,18 +270,15 @@ impl Inner {
                 if now < deadline {
                     continue;
                 }
-                let fault = if missing.is_empty() {
-                    Fault::nobody(
-                        ErrorCode::ViewMismatch,
-                        "signers joined another announcement under this session id",
-                    )
-                } else {
-                    observed(
-                        ErrorCode::JoinTimeout,
-                        missing.first().copied(),
-                        format!("signers {missing:?} did not join in time"),
-                    )
-                };
+                // A signer that joined another announcement under our id and
+                // never showed it (an honest one would have: we sent it ours,
+                // and the two prove the creator's equivocation) did not join
+                // this one: named, as observed.
+                let fault = observed(
+                    ErrorCode::JoinTimeout,
+                    missing.first().copied(),
+                    format!("signers {missing:?} did not join in time"),
+                );
                 faults.push((*id, fault, missing));
             } else if now.saturating_sub(session.progressed_at) >= round {
                 let fault = if session.view_mismatch.is_empty() {
@@ -337,6 +358,7 @@ impl Inner {
         };
         for (id, actions) in due {
             self.apply(id, actions);
+            self.replay_early_finalization(id);
         }
     }
 

@@ -473,12 +473,22 @@ impl Coordinator {
                 announcement.required_pubkeys.len()
             )));
         }
-        // Cheap check first: building the session aggregates every key.
-        if lock(&self.inner.state)
-            .sessions
-            .contains_key(&announcement.session_id().to_bytes())
+        // Cheap checks first: building the session aggregates every key.
         {
-            return Err(CoordinatorError::AlreadyJoined);
+            let mut state = lock(&self.inner.state);
+            let id = announcement.session_id().to_bytes();
+            if state.sessions.contains_key(&id) {
+                return Err(CoordinatorError::AlreadyJoined);
+            }
+            if state.signed_sessions.get(&id).is_some_and(|e| *e > now) {
+                // A second run would sign a second nonce for this (session,
+                // index): the proof of equivocation, against ourselves.
+                state.counters.reruns_refused += 1;
+                return Err(CoordinatorError::WrongState(
+                    "this node already signed in this session; a new run needs a new request"
+                        .into(),
+                ));
+            }
         }
         // The creator's choices bind every signer; failover is local (it has
         // no message).
@@ -635,7 +645,9 @@ impl Coordinator {
         &self,
         session_id: SessionId,
     ) -> Result<(), CoordinatorError> {
-        self.step(session_id, |s, _| s.coordinator_failed())
+        self.step(session_id, |s, _| s.coordinator_failed())?;
+        self.inner.replay_early_finalization(session_id);
+        Ok(())
     }
 
     /// `closeSession`: sends SESSION_ABORT to every co-signer and forgets the session.
@@ -646,6 +658,7 @@ impl Coordinator {
                 culprits: Vec::new(),
                 evidence: None,
                 reason: "closed by the signer".into(),
+                relayed: None,
             })
         });
         if let Some(body) = abort {
@@ -695,7 +708,14 @@ impl Inner {
             match action {
                 Action::Emit(event) => {
                     self.on_own_event(session_id, &event);
+                    let complete = matches!(event, CoordinatorEvent::SessionComplete { .. });
                     self.emit(event);
+                    if complete {
+                        let late = std::mem::take(&mut lock(&self.state).late_finalizations);
+                        for (peer, message) in late {
+                            self.on_late(peer, message);
+                        }
+                    }
                 }
                 Action::SendToAll(body) => self.send(session_id, None, body),
                 Action::SendTo(index, body) => self.send(session_id, Some(index), body),

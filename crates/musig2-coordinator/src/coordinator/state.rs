@@ -31,6 +31,9 @@ pub(super) const ADDRESSES_PER_PEER: usize = 8;
 /// Session ids that ended recently: late messages for them are dropped, not
 /// kept as orphans that could be replayed into a new run.
 pub(super) const ENDED_CAPACITY: usize = 4096;
+/// Sessions in which we drew a nonce, remembered until their announcement
+/// expires (beyond it, the one that expires first is forgotten).
+pub(super) const SIGNED_CAPACITY: usize = 65_536;
 /// Disconnection times are forgotten after this long.
 pub(super) const DISCONNECTED_TTL_MS: Millis = 60 * 60 * 1000;
 
@@ -225,6 +228,11 @@ pub struct CoordinatorCounters {
     pub aborts_after_completion: u64,
     /// `SignatureFinalized` with another signature than ours, ignored.
     pub finalize_mismatches: u64,
+    /// Requests refused because we already drew a nonce under their
+    /// session id (a second run would sign a second nonce for it).
+    pub reruns_refused: u64,
+    /// Signed-session entries forgotten early because the set was full.
+    pub signed_sessions_forgotten: u64,
     /// Broadcasts the coordinator reported that this node's Chronik client
     /// did not find (or that named no txid): failover goes on.
     pub broadcasts_unconfirmed: u64,
@@ -288,6 +296,16 @@ pub(super) struct State {
     pub completed: VecDeque<SessionId>,
     /// Sessions that ended (failed or closed) recently.
     pub ended: Capped<SessionId, ()>,
+    /// Sessions in which this node drew a nonce, with their announcement's
+    /// expiry: never opened again before it, because a second run under the
+    /// same session id would make us sign a second commitment or nonce for
+    /// the same (session, index), which is exactly an equivocation proof
+    /// against us. Kept in memory: a restart forgets it (see
+    /// `docs/PROTOCOL.md` §11.7).
+    pub signed_sessions: HashMap<SessionId, Millis>,
+    /// Finalizations that waited in a session's buffer when it completed,
+    /// handed to the late-message path right after (drained at once).
+    pub late_finalizations: Vec<(PeerId, WireMessage)>,
     /// Auto-connect dial budget: (window start, dials in the window).
     pub auto_dials: (Millis, u32),
     pub counters: CoordinatorCounters,
@@ -309,6 +327,8 @@ impl Default for State {
             validation_replied: HashSet::new(),
             completed: VecDeque::new(),
             ended: Capped::new(ENDED_CAPACITY),
+            signed_sessions: HashMap::new(),
+            late_finalizations: Vec::new(),
             auto_dials: (0, 0),
             counters: CoordinatorCounters::default(),
         }
@@ -316,6 +336,25 @@ impl Default for State {
 }
 
 impl State {
+    /// Remembers that we drew a nonce in `session_id`, until `expires_at`.
+    /// Full: the entry that expires first goes (counted).
+    pub fn remember_signed(&mut self, session_id: SessionId, expires_at: Millis) {
+        if self.signed_sessions.len() >= SIGNED_CAPACITY
+            && !self.signed_sessions.contains_key(&session_id)
+        {
+            let first = self
+                .signed_sessions
+                .iter()
+                .min_by_key(|(_, e)| **e)
+                .map(|(id, _)| *id);
+            if let Some(id) = first {
+                self.signed_sessions.remove(&id);
+                self.counters.signed_sessions_forgotten += 1;
+            }
+        }
+        self.signed_sessions.insert(session_id, expires_at);
+    }
+
     /// Remembers a peer's addresses (at most [`ADDRESSES_PER_PEER`]).
     pub fn remember_addrs(&mut self, peer: PeerId, mut addrs: Vec<Multiaddr>) {
         addrs.truncate(ADDRESSES_PER_PEER);
@@ -371,6 +410,8 @@ impl State {
         self.disconnected.retain(|peer, since| {
             in_use.contains(peer) || now.saturating_sub(*since) < DISCONNECTED_TTL_MS
         });
+        self.signed_sessions
+            .retain(|_, expires_at| *expires_at > now);
     }
 }
 
