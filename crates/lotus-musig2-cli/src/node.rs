@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::commands::Outcome;
+use crate::daemon;
 
 #[derive(Debug, Args)]
 pub struct NodeArgs {
@@ -60,6 +61,15 @@ struct NodeConfig {
     exit_after: Option<u32>,
     /// A signing request this node announces once it starts.
     announce: Option<AnnounceConfig>,
+    /// Daemon mode (with `[api]`): where `api.cookie` and the session store live.
+    data_dir: Option<PathBuf>,
+    /// Daemon mode: the local HTTP API (see docs/API.md).
+    api: Option<daemon::ApiConfig>,
+    /// Daemon mode: the Prometheus endpoint.
+    metrics: Option<daemon::MetricsConfig>,
+    /// Daemon mode: which requests to sign (`"manual"`, `"auto"` or rules).
+    #[serde(default)]
+    approve: daemon::consent::ApproveConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,13 +136,25 @@ async fn run(config: NodeConfig) -> Result<Outcome> {
         .parse()
         .map_err(|e| anyhow::anyhow!("election: {e}"))?;
     let allowed = parse_keys(&config.allowed_cosigners)?;
-    let policy: lotus_musig2::coordinator::JoinPolicy = std::sync::Arc::new(move |a| {
-        if allowed.is_empty() || a.required_pubkeys.iter().all(|k| allowed.contains(k)) {
-            JoinDecision::Join
-        } else {
-            JoinDecision::Refuse("a co-signer is not in allowed_cosigners".into())
-        }
-    });
+    let daemon_setup = daemon::Setup::from_config(
+        config.data_dir.as_deref(),
+        config.api.as_ref(),
+        config.metrics.as_ref(),
+        &config.approve,
+        allowed.clone(),
+        keypair.public_key(),
+    )?;
+    let policy: lotus_musig2::coordinator::JoinPolicy = match &daemon_setup {
+        // The daemon's consent policy decides (it applies allowed_cosigners too).
+        Some(setup) => setup.join_policy(),
+        None => std::sync::Arc::new(move |a| {
+            if allowed.is_empty() || a.required_pubkeys.iter().all(|k| allowed.contains(k)) {
+                JoinDecision::Join
+            } else {
+                JoinDecision::Refuse("a co-signer is not in allowed_cosigners".into())
+            }
+        }),
+    };
     let coordinator_config = CoordinatorConfig {
         election_method: method,
         enable_nonce_commitment: config.nonce_commitments,
@@ -181,6 +203,18 @@ async fn run(config: NodeConfig) -> Result<Outcome> {
         "addrs": addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "pubkey": keypair.public_key().to_string(),
     }));
+    let daemon = match daemon_setup {
+        Some(setup) => {
+            let (daemon, servers) = setup.start(coordinator.clone(), keypair.clone()).await?;
+            emit(json!({
+                "event": "api",
+                "listen": servers.api_addr.to_string(),
+                "metrics": servers.metrics_addr.map(|a| a.to_string()),
+            }));
+            Some((daemon, servers))
+        }
+        None => None,
+    };
     // Advertise until it reaches the DHT (the bootstrap node may start later).
     let advertiser = {
         let (coordinator, keypair) = (coordinator.clone(), keypair.clone());
@@ -226,10 +260,12 @@ async fn run(config: NodeConfig) -> Result<Outcome> {
     }
 
     let mut completed = 0u32;
+    let stop = daemon::shutdown_signal();
+    tokio::pin!(stop);
     loop {
         let event = tokio::select! {
             e = events.recv() => e,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut stop => break,
         };
         let event = match event {
             Ok(e) => e,
@@ -300,6 +336,10 @@ async fn run(config: NodeConfig) -> Result<Outcome> {
         }
     }
     advertiser.abort();
+    if let Some((daemon, servers)) = daemon {
+        daemon.close_open_sessions();
+        servers.shutdown().await;
+    }
     coordinator.shutdown().await;
     Ok(Outcome {
         output: json!({"event": "stopped", "sessions_completed": completed}).to_string(),
