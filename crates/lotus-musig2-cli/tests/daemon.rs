@@ -209,6 +209,38 @@ fn session_events(rx: &mpsc::Receiver<Value>, session_id: &str, until: &str) -> 
     }
 }
 
+/// Node `i`'s directory, key and config: `top` goes before the `[api]`
+/// table, `tables` after it. Returns (data_dir, config).
+fn write_config(
+    dir: &Path,
+    i: u8,
+    bootstrap: &[String],
+    top: &str,
+    tables: &str,
+) -> (PathBuf, PathBuf) {
+    let d = dir.join(format!("node{i}"));
+    std::fs::create_dir_all(&d).unwrap();
+    let key_file = d.join("key");
+    std::fs::write(&key_file, hex::encode([0x11 * (i + 1); 32])).unwrap();
+    let text = format!(
+        "secret_key_file = {:?}\nbootstrap = {bootstrap:?}\ndata_dir = {:?}\n{top}\n[api]\nlisten = \"127.0.0.1:0\"\n\n{tables}",
+        key_file.display().to_string(),
+        d.join("data").display().to_string(),
+    );
+    let config = d.join("node.toml");
+    std::fs::write(&config, text).unwrap();
+    (d.join("data"), config)
+}
+
+fn addrs(node: &Node) -> Vec<String> {
+    node.listening["addrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
 #[test]
 fn three_daemons_sign_through_the_http_api() {
     let dir = tempfile::tempdir().unwrap();
@@ -217,31 +249,17 @@ fn three_daemons_sign_through_the_http_api() {
         .map(|i| keypair(i).public_key().to_string())
         .collect();
     let write_config = |i: u8, bootstrap: &[String]| {
-        let d = dir.path().join(format!("node{i}"));
-        std::fs::create_dir_all(&d).unwrap();
-        let key_file = d.join("key");
-        std::fs::write(&key_file, hex::encode([0x11 * (i + 1); 32])).unwrap();
-        let mut text = format!(
-            "secret_key_file = {:?}\nbootstrap = {bootstrap:?}\ndata_dir = {:?}\n\n[api]\nlisten = \"127.0.0.1:0\"\n",
-            key_file.display().to_string(),
-            d.join("data").display().to_string(),
-        );
-        if i == 0 {
-            text += "\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
-        }
-        let config = d.join("node.toml");
-        std::fs::write(&config, text).unwrap();
-        (d.join("data"), config)
+        let metrics = if i == 0 {
+            "[metrics]\nlisten = \"127.0.0.1:0\"\n"
+        } else {
+            ""
+        };
+        write_config(dir.path(), i, bootstrap, "", metrics)
     };
 
     let (dir_a, config_a) = write_config(0, &[]);
     let a = start(&mut children, &dir_a, &config_a);
-    let bootstrap: Vec<String> = a.listening["addrs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect();
+    let bootstrap = addrs(&a);
     let (dir_b, config_b) = write_config(1, &bootstrap);
     let (dir_c, config_c) = write_config(2, &bootstrap);
     let b = start(&mut children, &dir_b, &config_b);
@@ -462,6 +480,8 @@ fn three_daemons_sign_through_the_http_api() {
     );
     let listed = a.rpc_ok(&["sessions"]);
     assert_eq!(listed.as_array().unwrap().len(), 2);
+    // Newest first.
+    assert_eq!(listed[0]["session_id"], session2);
     let peers = a.rpc_ok(&["peers"]);
     assert!(
         peers
@@ -470,6 +490,43 @@ fn three_daemons_sign_through_the_http_api() {
             .iter()
             .all(|p| p["reputation"]["score"].is_i64())
     );
+
+    // --- SIGTERM: open sessions are aborted, the exit is clean, the cookie goes ---------
+    let (code, third) = a.rpc(&[
+        "request",
+        "--signer",
+        &keys[0],
+        "--signer",
+        &keys[1],
+        "--signer",
+        &keys[2],
+        "--message",
+        &"ef".repeat(32),
+    ]);
+    assert_eq!(code, 0, "{third}");
+    let (request3, session3) = (
+        third["request_id"].as_str().unwrap().to_string(),
+        third["session_id"].as_str().unwrap().to_string(),
+    );
+    wait_for(&events_c, "the third request", |v| {
+        v["event"] == "request-received" && v["request_id"] == request3
+    });
+    c.rpc_ok(&["approve", &request3]);
+    let pid = children.0[2].id().to_string(); // C
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for(&c.out, "C's clean stop", |v| v["event"] == "stopped");
+    assert!(children.0[2].wait().unwrap().success());
+    assert!(!dir_c.join("api.cookie").exists());
+    let aborted = wait_for(&events_a, "C's abort on A", |v| {
+        v["event"] == "session-error" && v["session_id"] == session3
+    });
+    assert_eq!(aborted["code"], "SESSION_ABORTED");
 
     // --- kill -9 and restart: the completed session is still served ----------------------
     children.0[0].kill().unwrap();
@@ -481,31 +538,12 @@ fn three_daemons_sign_through_the_http_api() {
     let served = a2.rpc_ok(&["session", &session_id]);
     assert_eq!(served["signature"], signature.as_str());
     assert_eq!(served["phase"], "COMPLETE");
-    assert_eq!(
-        a2.rpc_ok(&["session", &session2])["error"]["code"],
-        "SESSION_ABORTED"
-    );
-    drop(a2.out);
-
-    // --- SIGTERM: a clean exit that removes the cookie -----------------------------------
-    let pid = children.0[2].id().to_string(); // C
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = children.0[2].try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "C did not stop on SIGTERM");
-        let _ = c.out.recv_timeout(Duration::from_millis(100));
-    };
-    assert!(status.success());
-    assert!(!dir_c.join("api.cookie").exists());
+    for aborted in [&session2, &session3] {
+        let s = a2.rpc_ok(&["session", aborted]);
+        assert_eq!(s["error"]["code"], "SESSION_ABORTED", "{s}");
+        assert!(s["signature"].is_null());
+    }
+    assert_eq!(a2.rpc_ok(&["sessions"]).as_array().unwrap().len(), 3);
 }
 
 #[test]
@@ -529,4 +567,72 @@ fn a_remote_listen_address_is_refused_unless_allowed() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("loopback"), "{stderr}");
     assert!(!dir.path().join("data").join("api.cookie").exists());
+}
+
+/// Consent rules in the config sign without an operator: B signs requests of
+/// at most 1000 satoshis, C signs everything, A waits for nobody (it creates).
+#[test]
+fn consent_rules_sign_or_refuse_without_an_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut children = Children(Vec::new());
+    let keys: Vec<String> = (0..3)
+        .map(|i| keypair(i).public_key().to_string())
+        .collect();
+    let (dir_a, config_a) = write_config(dir.path(), 0, &[], "", "");
+    let a = start(&mut children, &dir_a, &config_a);
+    let bootstrap = addrs(&a);
+    let rules = "[approve]\ntransaction_types = [\"spend\"]\nmax_amount = 1000\n";
+    let (dir_b, config_b) = write_config(dir.path(), 1, &bootstrap, "", rules);
+    let (dir_c, config_c) = write_config(dir.path(), 2, &bootstrap, "approve = \"auto\"", "");
+    let b = start(&mut children, &dir_b, &config_b);
+    let c = start(&mut children, &dir_c, &config_c);
+    let events_a = a.events(&mut children);
+    let events_b = b.events(&mut children);
+
+    let request = |amount: u64, message: &str| {
+        let amount = amount.to_string();
+        let v = a.rpc_ok(&[
+            "request",
+            "--signer",
+            &keys[0],
+            "--signer",
+            &keys[1],
+            "--signer",
+            &keys[2],
+            "--message",
+            message,
+            "--transaction-type",
+            "spend",
+            "--amount",
+            &amount,
+        ]);
+        (
+            v["request_id"].as_str().unwrap().to_string(),
+            v["session_id"].as_str().unwrap().to_string(),
+        )
+    };
+    // Within the rules: signed by everyone, no approval asked.
+    let (small, small_session) = request(500, &"01".repeat(32));
+    let received = wait_for(&events_b, "the small request on B", |v| {
+        v["event"] == "request-received" && v["request_id"] == small
+    });
+    assert_eq!(received["consent"], "approved");
+    assert_eq!(received["metadata"]["amount"], 500);
+    wait_for(&events_a, "the small session's signature", |v| {
+        v["event"] == "session-complete" && v["session_id"] == small_session
+    });
+    for node in [&a, &b, &c] {
+        let s = node.rpc_ok(&["session", &small_session]);
+        assert_eq!(s["phase"], "COMPLETE", "{s}");
+    }
+    // Over B's limit: refused by rule, never listed for an operator.
+    let (large, large_session) = request(5000, &"02".repeat(32));
+    let received = wait_for(&events_b, "the large request on B", |v| {
+        v["event"] == "request-received" && v["request_id"] == large
+    });
+    assert_eq!(received["consent"]["refused"], "amount");
+    assert!(b.rpc_ok(&["pending"]).as_array().unwrap().is_empty());
+    let (code, _) = b.rpc(&["session", &large_session]);
+    assert_eq!(code, 1);
+    assert!(a.rpc_ok(&["session", &large_session])["signature"].is_null());
 }
