@@ -179,6 +179,7 @@ async fn run(config: NodeConfig) -> Result<Outcome> {
         .map(|a| Multiaddr::from_str(a))
         .collect::<Result<_, _>>()?;
     net.dht_server = config.dht_server;
+    net.swarm_metrics = daemon_setup.as_ref().map(daemon::Setup::swarm_metrics);
     let node_key = match &config.node_key_seed {
         Some(seed) => {
             let mut bytes = hex::decode(seed).context("node_key_seed: not hex")?;

@@ -423,6 +423,13 @@ fn three_daemons_sign_through_the_http_api() {
     );
     assert!(sample(&after, "lotus_musig2_requests_total{origin=\"created\"}") >= 1.0);
     assert!(sample(&after, "lotus_musig2_peers") >= 1.0);
+    // libp2p's own swarm metrics are in the same registry.
+    assert!(
+        after.iter().any(|(n, v)| n
+            .starts_with("lotus_musig2_libp2p_swarm_connections_established_total")
+            && *v >= 1.0),
+        "no libp2p swarm metrics"
+    );
     assert!(
         sample(&after, "lotus_musig2_messages_total{kind=\"direct\"}")
             > sample(&before, "lotus_musig2_messages_total{kind=\"direct\"}")

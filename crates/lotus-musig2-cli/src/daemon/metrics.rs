@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use lotus_musig2::net::NetMetrics;
+use lotus_musig2::net::{NetMetrics, SwarmMetrics};
 use lotus_musig2::security::MetricsSnapshot;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -87,6 +87,8 @@ pub struct Metrics {
     dht: Family<Label, Counter>,
     peers: Gauge,
     sessions_active: Gauge,
+    /// libp2p's own metrics (`lotus_musig2_libp2p_*`), recorded by the network.
+    swarm: SwarmMetrics,
     /// The last value copied from each outside counter, by metric and label.
     copied: Mutex<HashMap<(&'static str, &'static str), u64>>,
 }
@@ -167,7 +169,9 @@ impl Metrics {
             "Sessions open (not signed, failed or closed)",
             sessions_active.clone(),
         );
+        let swarm = SwarmMetrics::register(&mut registry);
         Self {
+            swarm,
             registry,
             sessions,
             session_errors,
@@ -182,6 +186,11 @@ impl Metrics {
             sessions_active,
             copied: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Where the network records libp2p's metrics (`NetConfig::swarm_metrics`).
+    pub fn swarm(&self) -> SwarmMetrics {
+        self.swarm.clone()
     }
 
     /// A session ended.

@@ -195,6 +195,7 @@ pub struct Setup {
     metrics: Option<SocketAddr>,
     consent: Arc<Mutex<Consent>>,
     clock: Arc<dyn Clock + Send + Sync>,
+    registry: Metrics,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -239,6 +240,7 @@ impl Setup {
             metrics,
             consent: Arc::new(Mutex::new(consent)),
             clock: Arc::new(SystemClock),
+            registry: Metrics::new(),
         }))
     }
 
@@ -253,6 +255,11 @@ impl Setup {
                 JoinDecision::Refuse(format!("consent rule {}", rule.as_str()))
             }
         })
+    }
+
+    /// Where the network records libp2p's own metrics.
+    pub fn swarm_metrics(&self) -> lotus_musig2::net::SwarmMetrics {
+        self.registry.swarm()
     }
 
     /// Opens the store, starts the event task and the HTTP servers.
@@ -270,7 +277,7 @@ impl Setup {
                 keypair,
                 consent: self.consent,
                 store,
-                metrics: Metrics::new(),
+                metrics: self.registry,
                 events,
                 seq: Mutex::new(0),
                 clock: self.clock,
