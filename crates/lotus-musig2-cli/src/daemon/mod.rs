@@ -220,6 +220,11 @@ impl Setup {
                         "[metrics] needs the daemon (data_dir and [api])".into(),
                     ));
                 }
+                if *approve != ApproveConfig::default() {
+                    return Err(DaemonError::Config(
+                        "approve needs the daemon (data_dir and [api]); the one-shot node uses auto_join and allowed_cosigners".into(),
+                    ));
+                }
                 return Ok(None);
             }
             (Some(d), Some(a)) => (d, a),
@@ -540,7 +545,10 @@ impl Daemon {
         let session_id = match joined {
             Ok(id) => id,
             Err(e) => {
-                lock(&self.inner.consent).restore(announcement, self.now());
+                // Joined already (twice-approved through a race): nothing to restore.
+                if !matches!(e, CoordinatorError::AlreadyJoined) {
+                    lock(&self.inner.consent).restore(announcement, self.now());
+                }
                 return Err(e.into());
             }
         };
@@ -1157,6 +1165,109 @@ mod tests {
         assert_eq!(kebab("Round1Complete"), "round1-complete");
     }
 
+    /// The daemon's logic over a real coordinator on loopback, without HTTP.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn close_records_one_outcome_and_answers_typed_errors() {
+        use lotus_musig2::coordinator::CoordinatorConfig;
+        use lotus_musig2::net::{NetConfig, NodeKeypair};
+
+        let dir = tempfile::tempdir().unwrap();
+        let keypair = Keypair::new(lotus_musig2::core::SecretKey::from_bytes(&[7; 32]).unwrap());
+        let (a, b) = (
+            Keypair::new(lotus_musig2::core::SecretKey::from_bytes(&[8; 32]).unwrap()),
+            Keypair::new(lotus_musig2::core::SecretKey::from_bytes(&[9; 32]).unwrap()),
+        );
+        let api = ApiConfig {
+            listen: "127.0.0.1:0".into(),
+            allow_remote: false,
+        };
+        let setup = Setup::from_config(
+            Some(dir.path()),
+            Some(&api),
+            None,
+            &ApproveConfig::default(),
+            vec![],
+            keypair.public_key(),
+        )
+        .unwrap()
+        .unwrap();
+        let config = CoordinatorConfig {
+            join_policy: setup.join_policy(),
+            // The co-signers do not exist: do not look for them for long.
+            discovery_timeout: Duration::from_millis(200),
+            ..CoordinatorConfig::default()
+        };
+        let coordinator = Coordinator::start(
+            NodeKeypair::generate_ed25519(),
+            NetConfig::loopback(),
+            config,
+        )
+        .await
+        .unwrap();
+        let (daemon, servers) = setup
+            .start(coordinator.clone(), keypair.clone())
+            .await
+            .unwrap();
+        let mut events = daemon.subscribe();
+
+        let body = json!({
+            "signers": [keypair.public_key().to_string(), a.public_key().to_string(), b.public_key().to_string()],
+            "message": "11".repeat(32),
+        });
+        let created = daemon
+            .create_request(body.to_string().as_bytes())
+            .await
+            .unwrap();
+        let session_id = created["session_id"].as_str().unwrap().to_string();
+        let record = daemon.session(&session_id).unwrap();
+        assert_eq!(record["phase"], "SIGNING_REQUEST");
+        assert_eq!(daemon.status().await.unwrap()["sessions_active"], 1);
+
+        let closed = daemon.close(&session_id).unwrap();
+        assert_eq!(closed["error"]["code"], "SESSION_ABORTED");
+        // The coordinator's own SESSION_CLOSED neither overrides the reason
+        // nor counts the session twice.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let v = events.recv().await.unwrap();
+                if v["event"] == "session-closed" && v["session_id"] == session_id.as_str() {
+                    break;
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            daemon.session(&session_id).unwrap()["error"]["code"],
+            "SESSION_ABORTED"
+        );
+        let text = daemon.metrics_text().await;
+        assert!(
+            text.contains("lotus_musig2_sessions_total{outcome=\"closed\"} 1\n"),
+            "{text}"
+        );
+        assert_eq!(daemon.status().await.unwrap()["sessions_active"], 0);
+
+        let again = daemon.close(&session_id).unwrap_err();
+        assert_eq!((again.status(), again.code()), (409, "conflict"));
+        let bad = daemon.session("zz").unwrap_err();
+        assert_eq!((bad.status(), bad.code()), (400, "bad_request"));
+        let unknown = daemon.approve(&"00".repeat(32)).await.unwrap_err();
+        assert_eq!((unknown.status(), unknown.code()), (404, "not_found"));
+        let bad = daemon.create_request(b"{}").await.unwrap_err();
+        assert_eq!(bad.status(), 400);
+        let not_ours = json!({"signers": [a.public_key().to_string()], "message": "11".repeat(32)});
+        let refused = daemon
+            .create_request(not_ours.to_string().as_bytes())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status(), 400, "{refused}");
+
+        servers.shutdown().await;
+        assert!(!dir.path().join("api.cookie").exists());
+        coordinator.shutdown().await;
+    }
+
     #[test]
     fn daemon_mode_needs_data_dir_and_api_together() {
         let key = lotus_musig2::core::Keypair::new(
@@ -1176,6 +1287,8 @@ mod tests {
         );
         assert!(Setup::from_config(Some(dir), None, None, &approve, vec![], key).is_err());
         assert!(Setup::from_config(None, Some(&api), None, &approve, vec![], key).is_err());
+        let auto = ApproveConfig::Mode(consent::ApproveMode::Auto);
+        assert!(Setup::from_config(None, None, None, &auto, vec![], key).is_err());
         assert!(
             Setup::from_config(Some(dir), Some(&api), None, &approve, vec![], key)
                 .unwrap()
