@@ -244,6 +244,16 @@ impl Consent {
         })
     }
 
+    /// (UTC day number, amount signed that day): the state to persist.
+    pub fn spent_today(&self) -> (u64, u64) {
+        self.day
+    }
+
+    /// Restores the state [`Consent::spent_today`] returned (at start).
+    pub fn restore_spent_today(&mut self, day: (u64, u64)) {
+        self.day = day;
+    }
+
     /// Decides on a verified request that names one of our keys, once: a
     /// request already decided keeps its verdict. `Hold` puts it in the
     /// pending list; `Join` counts its amount in the day's total.
@@ -330,7 +340,7 @@ impl Consent {
         Ok(())
     }
 
-    fn spent_today(&self, now: Millis) -> u64 {
+    fn spent_on(&self, now: Millis) -> u64 {
         if self.day.0 == now / DAY_MS {
             self.day.1
         } else {
@@ -340,7 +350,7 @@ impl Consent {
 
     fn spend(&mut self, amount: u64, now: Millis) {
         let today = now / DAY_MS;
-        let spent = self.spent_today(now).saturating_add(amount);
+        let spent = self.spent_on(now).saturating_add(amount);
         self.day = (today, spent);
     }
 
@@ -395,7 +405,7 @@ impl Consent {
             return Some(Rule::Amount);
         }
         if let Some(max) = max_amount_per_day
-            && amount.is_none_or(|x| self.spent_today(now).saturating_add(x) > max)
+            && amount.is_none_or(|x| self.spent_on(now).saturating_add(x) > max)
         {
             return Some(Rule::DailyLimit);
         }
@@ -611,6 +621,16 @@ mod tests {
         );
         assert_eq!(
             c.decide(&request(&[2, 1], spend(700), 3), NOW),
+            Verdict::Refuse(Rule::DailyLimit)
+        );
+        // The total survives a restart through its persisted state.
+        let saved = c.spent_today();
+        let mut restarted = consent(
+            "[approve]\ntransaction_types = [\"spend\"]\nmax_amount = 1000\nmax_amount_per_day = 1500\n",
+        );
+        restarted.restore_spent_today(saved);
+        assert_eq!(
+            restarted.decide(&request(&[2, 1], spend(700), 3), NOW),
             Verdict::Refuse(Rule::DailyLimit)
         );
         // The next UTC day starts again (the signature is not checked here).

@@ -196,6 +196,7 @@ pub struct Setup {
     consent: Arc<Mutex<Consent>>,
     clock: Arc<dyn Clock + Send + Sync>,
     registry: Metrics,
+    store: Arc<SessionStore>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -238,8 +239,14 @@ impl Setup {
         let metrics = metrics
             .map(|m| listen_addr("metrics", &m.listen, m.allow_remote))
             .transpose()?;
-        let consent = Consent::new(approve, allowed_cosigners, vec![ours])?;
+        let mut consent = Consent::new(approve, allowed_cosigners, vec![ours])?;
+        create_private_dir(data_dir)?;
+        let store = Arc::new(SessionStore::open(&data_dir.join("sessions.redb"))?);
+        if let Some(day) = store.spent_today()? {
+            consent.restore_spent_today(day);
+        }
         Ok(Some(Self {
+            store,
             data_dir: data_dir.to_path_buf(),
             api,
             metrics,
@@ -250,14 +257,26 @@ impl Setup {
     }
 
     /// The coordinator's join policy: the consent policy decides; a request
-    /// held for an operator is not joined now.
+    /// held for an operator is not joined now. The day's total is stored
+    /// before a join is allowed (a request is refused if it cannot be).
     pub fn join_policy(&self) -> JoinPolicy {
         let (consent, clock) = (Arc::clone(&self.consent), Arc::clone(&self.clock));
-        Arc::new(move |a| match lock(&consent).decide(a, clock.now_ms()) {
-            Verdict::Join => JoinDecision::Join,
-            Verdict::Hold => JoinDecision::Refuse("waiting for an operator's approval".into()),
-            Verdict::Refuse(rule) => {
-                JoinDecision::Refuse(format!("consent rule {}", rule.as_str()))
+        let store = Arc::clone(&self.store);
+        Arc::new(move |a| {
+            let verdict = {
+                let mut consent = lock(&consent);
+                let verdict = consent.decide(a, clock.now_ms());
+                match save_spent_today(&store, &consent) {
+                    Ok(()) => verdict,
+                    Err(_) => Verdict::Refuse(Rule::DailyLimit),
+                }
+            };
+            match verdict {
+                Verdict::Join => JoinDecision::Join,
+                Verdict::Hold => JoinDecision::Refuse("waiting for an operator's approval".into()),
+                Verdict::Refuse(rule) => {
+                    JoinDecision::Refuse(format!("consent rule {}", rule.as_str()))
+                }
             }
         })
     }
@@ -273,8 +292,7 @@ impl Setup {
         coordinator: Coordinator,
         keypair: Keypair,
     ) -> Result<(Daemon, api::Servers), DaemonError> {
-        create_private_dir(&self.data_dir)?;
-        let store = SessionStore::open(&self.data_dir.join("sessions.redb"))?;
+        let store = self.store;
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let daemon = Daemon {
             inner: Arc::new(Inner {
@@ -295,6 +313,17 @@ impl Setup {
             api::serve(daemon.clone(), &self.data_dir, self.api, self.metrics, pump).await?;
         Ok((daemon, servers))
     }
+}
+
+/// Stores the consent policy's day total if it changed since last stored.
+fn save_spent_today(store: &SessionStore, consent: &Consent) -> Result<(), StoreError> {
+    let now = consent.spent_today();
+    if store.spent_today()? == Some(now) || now == (0, 0) {
+        return Ok(());
+    }
+    store.set_spent_today(now).inspect_err(|e| {
+        tracing::error!(error = %e, "the day's signed amount could not be stored");
+    })
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), DaemonError> {
@@ -319,7 +348,7 @@ struct Inner {
     coordinator: Coordinator,
     keypair: Keypair,
     consent: Arc<Mutex<Consent>>,
-    store: SessionStore,
+    store: Arc<SessionStore>,
     metrics: Metrics,
     events: broadcast::Sender<Value>,
     /// The last event id; held while an event is sent, so ids and channel
@@ -536,7 +565,15 @@ impl Daemon {
     /// `POST /v1/requests/{id}/approve`: joins the request.
     pub async fn approve(&self, request_id: &str) -> Result<Value, ApiError> {
         let request_id = parse_id("request_id", request_id)?;
-        let announcement = lock(&self.inner.consent).approve(&request_id, self.now())?;
+        let announcement = {
+            let mut consent = lock(&self.inner.consent);
+            let announcement = consent.approve(&request_id, self.now())?;
+            if let Err(e) = save_spent_today(&self.inner.store, &consent) {
+                consent.restore(announcement, self.now());
+                return Err(e.into());
+            }
+            announcement
+        };
         let joined = self
             .inner
             .coordinator
@@ -547,7 +584,9 @@ impl Daemon {
             Err(e) => {
                 // Joined already (twice-approved through a race): nothing to restore.
                 if !matches!(e, CoordinatorError::AlreadyJoined) {
-                    lock(&self.inner.consent).restore(announcement, self.now());
+                    let mut consent = lock(&self.inner.consent);
+                    consent.restore(announcement, self.now());
+                    let _ = save_spent_today(&self.inner.store, &consent);
                 }
                 return Err(e.into());
             }
@@ -1279,7 +1318,8 @@ mod tests {
             allow_remote: false,
         };
         let approve = ApproveConfig::default();
-        let dir = Path::new("/tmp/x");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         assert!(
             Setup::from_config(None, None, None, &approve, vec![], key)
                 .unwrap()

@@ -7,6 +7,9 @@
 //! a secret nonce (after a restart a session is never resumed; it is marked
 //! interrupted, as LND and LDK do). One write transaction per change; redb's
 //! default durability makes a committed change survive `kill -9`.
+//!
+//! A second table keeps the consent policy's running total of the amounts
+//! signed today, so a restart does not reset `max_amount_per_day`.
 
 use std::path::Path;
 
@@ -18,6 +21,9 @@ use super::SessionId;
 /// Version byte in front of every record.
 const RECORD_VERSION: u8 = 1;
 const SESSIONS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("sessions");
+/// `spent_today` → UTC day number (high 64 bits) and amount (low 64 bits).
+const CONSENT: TableDefinition<'_, &str, u128> = TableDefinition::new("consent");
+const SPENT_TODAY: &str = "spent_today";
 
 /// What went wrong with a session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,8 +109,30 @@ impl SessionStore {
         let db = redb::Database::create(path).map_err(db_err)?;
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(SESSIONS).map_err(db_err)?;
+        txn.open_table(CONSENT).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
         Ok(Self { db })
+    }
+
+    /// The consent policy's (UTC day, amount signed that day), if recorded.
+    pub fn spent_today(&self) -> Result<Option<(u64, u64)>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(CONSENT).map_err(db_err)?;
+        Ok(table.get(SPENT_TODAY).map_err(db_err)?.map(|v| {
+            let v = v.value();
+            ((v >> 64) as u64, v as u64)
+        }))
+    }
+
+    /// Records the consent policy's (UTC day, amount signed that day), durably.
+    pub fn set_spent_today(&self, (day, amount): (u64, u64)) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = txn.open_table(CONSENT).map_err(db_err)?;
+            let v = (u128::from(day) << 64) | u128::from(amount);
+            table.insert(SPENT_TODAY, v).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
     }
 
     /// One session.
@@ -219,6 +247,13 @@ mod tests {
             assert!(store.update(&[3; 32], |_| None).unwrap().is_none());
         }
         let store = SessionStore::open(&path).unwrap();
+        assert_eq!(store.spent_today().unwrap(), None);
+        store.set_spent_today((20_000, 1_500)).unwrap();
+        let store = {
+            drop(store);
+            SessionStore::open(&path).unwrap()
+        };
+        assert_eq!(store.spent_today().unwrap(), Some((20_000, 1_500)));
         let all = store.list().unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].session_id, hex::encode([2; 32]));
