@@ -8,8 +8,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod daemon;
 mod demo;
 mod node;
+mod rpc;
 mod spend;
 mod tx;
 
@@ -31,8 +33,11 @@ enum Command {
     Verify(commands::VerifyArgs),
     /// Sign a 32-byte message with Lotus Schnorr (lotus-sdk's deterministic nonce).
     SchnorrSign(commands::SchnorrSignArgs),
-    /// Run one long-lived node from a TOML configuration (several processes sign together).
+    /// Run one long-lived node from a TOML configuration (several processes sign together);
+    /// with `data_dir` and `[api]`, a signer daemon driven over HTTP (docs/API.md).
     Node(node::NodeArgs),
+    /// Talk to a running signer daemon's HTTP API and print its JSON answers.
+    Rpc(rpc::RpcArgs),
     /// Elect the coordinator of a signer set (lotus-sdk's four methods), as JSON.
     Elect(commands::ElectArgs),
     /// Start N nodes on 127.0.0.1 that find each other through the DHT and sign one message.
@@ -65,6 +70,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::demo(&args),
         Command::Elect(args) => commands::elect(&args),
         Command::Node(args) => node::node(&args),
+        Command::Rpc(args) => rpc::rpc(&args),
         Command::Tx(command) => tx::tx(&command),
         Command::Address(args) => tx::address(&args),
         Command::Spend(args) => spend::spend(&args),

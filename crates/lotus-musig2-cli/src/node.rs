@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::commands::Outcome;
+use crate::daemon;
 
 #[derive(Debug, Args)]
 pub struct NodeArgs {
@@ -67,6 +68,15 @@ pub(crate) struct NodeConfig {
     exit_after: Option<u32>,
     /// A signing request this node announces once it starts.
     announce: Option<AnnounceConfig>,
+    /// Daemon mode (with `[api]`): where `api.cookie` and the session store live.
+    data_dir: Option<PathBuf>,
+    /// Daemon mode: the local HTTP API (see docs/API.md).
+    api: Option<daemon::ApiConfig>,
+    /// Daemon mode: the Prometheus endpoint.
+    metrics: Option<daemon::MetricsConfig>,
+    /// Daemon mode: which requests to sign (`"manual"`, `"auto"` or rules).
+    #[serde(default)]
+    approve: daemon::consent::ApproveConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,29 +141,57 @@ pub fn node(args: &NodeArgs) -> Result<Outcome> {
     runtime.block_on(run(config))
 }
 
+/// What [`start`] starts: the coordinator, its signing key and, in daemon
+/// mode, the daemon's setup.
+pub(crate) type Started = (Coordinator, Keypair, Option<daemon::Setup>);
+
 /// Starts the coordinator a configuration describes, with its signing key.
 /// `spend --config` starts one too, with `auto_join` off (it only creates).
-pub(crate) async fn start(config: &NodeConfig, auto_join: bool) -> Result<(Coordinator, Keypair)> {
+/// With a `chronik_url`, a co-signer's report of its broadcast is checked
+/// there before it stops failover.
+pub(crate) async fn start(config: &NodeConfig, auto_join: bool) -> Result<Started> {
     let keypair = read_secret(config.secret_key_file.as_deref())?;
     let method: ElectionMethod = config
         .election
         .parse()
         .map_err(|e| anyhow::anyhow!("election: {e}"))?;
     let allowed = parse_keys(&config.allowed_cosigners)?;
-    let policy: lotus_musig2::coordinator::JoinPolicy = std::sync::Arc::new(move |request| {
-        let a = request.announcement;
-        if allowed.is_empty() || a.required_pubkeys.iter().all(|k| allowed.contains(k)) {
-            JoinDecision::Join
-        } else {
-            JoinDecision::Refuse("a co-signer is not in allowed_cosigners".into())
-        }
-    });
+    let daemon_setup = daemon::Setup::from_config(
+        config.data_dir.as_deref(),
+        config.api.as_ref(),
+        config.metrics.as_ref(),
+        &config.approve,
+        allowed.clone(),
+        keypair.public_key(),
+    )?;
+    let policy: lotus_musig2::coordinator::JoinPolicy = match &daemon_setup {
+        // The daemon's consent policy decides (it applies allowed_cosigners too).
+        Some(setup) => setup.join_policy(),
+        None => std::sync::Arc::new(move |request| {
+            let a = request.announcement;
+            if allowed.is_empty() || a.required_pubkeys.iter().all(|k| allowed.contains(k)) {
+                JoinDecision::Join
+            } else {
+                JoinDecision::Refuse("a co-signer is not in allowed_cosigners".into())
+            }
+        }),
+    };
+    let broadcast_check = match &config.chronik_url {
+        Some(url) => Some(std::sync::Arc::new(
+            lotus_musig2::identity::ChronikClient::new(lotus_musig2::identity::ChronikConfig::new(
+                url.clone(),
+            ))
+            .context("chronik_url")?,
+        )),
+        None => None,
+    };
     let coordinator_config = CoordinatorConfig {
         election_method: method,
         enable_nonce_commitment: config.nonce_commitments,
         auto_join,
         join_policy: policy,
         allow_blind_signing: config.allow_blind_signing,
+        broadcast_check,
         ..CoordinatorConfig::default()
     }
     .with_env_overrides()?;
@@ -173,6 +211,7 @@ pub(crate) async fn start(config: &NodeConfig, auto_join: bool) -> Result<(Coord
         .map(|a| Multiaddr::from_str(a))
         .collect::<Result<_, _>>()?;
     net.dht_server = config.dht_server;
+    net.swarm_metrics = daemon_setup.as_ref().map(daemon::Setup::swarm_metrics);
     let node_key = match &config.node_key_seed {
         Some(seed) => {
             let mut bytes = hex::decode(seed).context("node_key_seed: not hex")?;
@@ -182,7 +221,7 @@ pub(crate) async fn start(config: &NodeConfig, auto_join: bool) -> Result<(Coord
     };
 
     let coordinator = Coordinator::start(node_key, net, coordinator_config).await?;
-    Ok((coordinator, keypair))
+    Ok((coordinator, keypair, daemon_setup))
 }
 
 /// The node's listening addresses, once it has some (up to 2 s).
@@ -199,7 +238,7 @@ pub(crate) async fn listen_addrs(coordinator: &Coordinator) -> Result<Vec<Multia
 }
 
 async fn run(config: NodeConfig) -> Result<Outcome> {
-    let (coordinator, keypair) = start(&config, config.auto_join).await?;
+    let (coordinator, keypair, daemon_setup) = start(&config, config.auto_join).await?;
     let mut events = coordinator.subscribe();
     let addrs = listen_addrs(&coordinator).await?;
     emit(json!({
@@ -208,6 +247,18 @@ async fn run(config: NodeConfig) -> Result<Outcome> {
         "addrs": addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "pubkey": keypair.public_key().to_string(),
     }));
+    let daemon = match daemon_setup {
+        Some(setup) => {
+            let (daemon, servers) = setup.start(coordinator.clone(), keypair.clone()).await?;
+            emit(json!({
+                "event": "api",
+                "listen": servers.api_addr.to_string(),
+                "metrics": servers.metrics_addr.map(|a| a.to_string()),
+            }));
+            Some((daemon, servers))
+        }
+        None => None,
+    };
     // Advertise until it reaches the DHT (the bootstrap node may start later).
     let advertiser = {
         let (coordinator, keypair) = (coordinator.clone(), keypair.clone());
@@ -253,10 +304,12 @@ async fn run(config: NodeConfig) -> Result<Outcome> {
     }
 
     let mut completed = 0u32;
+    let stop = daemon::shutdown_signal();
+    tokio::pin!(stop);
     loop {
         let event = tokio::select! {
             e = events.recv() => e,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut stop => break,
         };
         let event = match event {
             Ok(e) => e,
@@ -342,6 +395,10 @@ async fn run(config: NodeConfig) -> Result<Outcome> {
         }
     }
     advertiser.abort();
+    if let Some((daemon, servers)) = daemon {
+        daemon.close_open_sessions();
+        servers.shutdown().await;
+    }
     coordinator.shutdown().await;
     Ok(Outcome {
         output: json!({"event": "stopped", "sessions_completed": completed}).to_string(),

@@ -361,7 +361,7 @@ fn sign_through_nodes(
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let (coordinator, keypair) = node::start(config, false).await?;
+        let (coordinator, keypair, _) = node::start(config, false).await?;
         node::listen_addrs(&coordinator).await?;
         let options = TransactionSigning {
             purpose: Some("lotus-musig2 spend".into()),

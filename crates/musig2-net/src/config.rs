@@ -36,6 +36,25 @@ impl fmt::Debug for RecordValidator {
     }
 }
 
+/// libp2p's own metrics (connections, dials, Kademlia, GossipSub, identify,
+/// ping, DCUtR), recorded by the event loop into a Prometheus registry.
+#[derive(Clone)]
+pub struct SwarmMetrics(pub(crate) Arc<libp2p::metrics::Metrics>);
+
+impl SwarmMetrics {
+    /// Registers libp2p's metrics in `registry` (their names start with
+    /// `libp2p_` after the registry's own prefix).
+    pub fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
+        Self(Arc::new(libp2p::metrics::Metrics::new(registry)))
+    }
+}
+
+impl fmt::Debug for SwarmMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SwarmMetrics(..)")
+    }
+}
+
 /// Configuration of one node's network stack.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
@@ -109,6 +128,8 @@ pub struct NetConfig {
     pub max_known_peers: usize,
     /// Addresses of a peer not connected for this long are forgotten.
     pub known_peer_ttl: Duration,
+    /// Where libp2p's own metrics go (`None`: not recorded).
+    pub swarm_metrics: Option<SwarmMetrics>,
 }
 
 impl Default for NetConfig {
@@ -142,6 +163,7 @@ impl Default for NetConfig {
             max_addrs_per_peer: 8,
             max_known_peers: 1024,
             known_peer_ttl: Duration::from_secs(3600),
+            swarm_metrics: None,
         }
     }
 }

@@ -10,7 +10,7 @@ pub mod node;
 mod refill;
 
 pub use codec::{Ack, DIRECT_PROTOCOL, WIRE_VERSION};
-pub use config::{NetConfig, RecordValidator};
+pub use config::{NetConfig, RecordValidator, SwarmMetrics};
 pub use direct::{MAX_INBOUND_STREAMS, MAX_STREAMS_PER_PEER};
 pub use libp2p::{Multiaddr, PeerId, gossipsub::MessageId, identity::Keypair as NodeKeypair};
 pub use node::{NetEvent, NetHandle, NetMetrics, PeerEvent, Verdict, start};

@@ -102,6 +102,9 @@ impl EventLoop {
     }
 
     pub(super) fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(metrics) = &self.config.swarm_metrics {
+            record(&metrics.0, &event);
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
@@ -231,5 +234,19 @@ impl EventLoop {
             }
             _ => {}
         }
+    }
+}
+
+/// Hands a swarm event, and the behaviour event inside it, to libp2p's metrics.
+fn record(metrics: &libp2p::metrics::Metrics, event: &SwarmEvent<BehaviourEvent>) {
+    use libp2p::metrics::Recorder;
+    metrics.record(event);
+    match event {
+        SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => metrics.record(e),
+        SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => metrics.record(e),
+        SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => metrics.record(e),
+        SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => metrics.record(e),
+        SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => metrics.record(e),
+        _ => {}
     }
 }

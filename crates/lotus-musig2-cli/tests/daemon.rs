@@ -1,0 +1,645 @@
+//! The signer daemon as a wallet drives it: three real `lotus-musig2 node`
+//! processes on loopback, each with its HTTP API, driven with raw HTTP and
+//! with `lotus-musig2 rpc`. Every wait is for an event (SSE, or a line the
+//! process prints) with a timeout that fails the test; nothing sleeps.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use lotus_musig2::core::{KeyAggContext, Keypair, Lotus, SecretKey, schnorr};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lotus-musig2");
+const WAIT: Duration = Duration::from_secs(90);
+
+/// Child processes killed when the test ends, even by a panic.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The lines a process prints (JSON ones), read on a thread.
+fn lines_of(child: &mut Child) -> mpsc::Receiver<Value> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    rx
+}
+
+/// The next value that satisfies `want`, or a failed test.
+fn wait_for(rx: &mpsc::Receiver<Value>, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(v) if want(&v) => return v,
+            Ok(_) => {}
+            Err(_) => panic!("timed out waiting for {what}"),
+        }
+    }
+}
+
+struct Node {
+    dir: PathBuf,
+    config: PathBuf,
+    api: String,
+    out: mpsc::Receiver<Value>,
+    listening: Value,
+    started: Value,
+}
+
+fn start(children: &mut Children, dir: &Path, config: &Path) -> Node {
+    let mut child = Command::new(BIN)
+        .args(["node", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = lines_of(&mut child);
+    children.0.push(child);
+    let listening = wait_for(&out, "listening", |v| v["event"] == "listening");
+    let started = wait_for(&out, "the API", |v| v["event"] == "api");
+    Node {
+        dir: dir.to_path_buf(),
+        config: config.to_path_buf(),
+        api: started["listen"].as_str().unwrap().to_string(),
+        out,
+        listening,
+        started,
+    }
+}
+
+impl Node {
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("api.cookie")).unwrap()
+    }
+
+    /// `lotus-musig2 rpc --datadir DIR ARGS…`: (exit code, JSON).
+    fn rpc(&self, args: &[&str]) -> (i32, Value) {
+        let out = Command::new(BIN)
+            .args(["rpc", "--datadir", self.dir.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let value = serde_json::from_str(text.trim()).unwrap_or_else(|_| {
+            panic!(
+                "rpc {args:?}: {text} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().unwrap(), value)
+    }
+
+    fn rpc_ok(&self, args: &[&str]) -> Value {
+        let (code, v) = self.rpc(args);
+        assert_eq!(code, 0, "rpc {args:?}: {v}");
+        v
+    }
+
+    /// `lotus-musig2 rpc events`, connected (its first line is `subscribed`).
+    fn events(&self, children: &mut Children) -> mpsc::Receiver<Value> {
+        let mut child = Command::new(BIN)
+            .args(["rpc", "--datadir", self.dir.to_str().unwrap(), "events"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let rx = lines_of(&mut child);
+        children.0.push(child);
+        wait_for(&rx, "the event stream", |v| v["event"] == "subscribed");
+        rx
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, JSON body).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        request += &format!("Authorization: Bearer {token}\r\n");
+    }
+    request += &format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// `GET /metrics` parsed: every sample line is `name{labels} value`.
+fn scrape(addr: &str) -> Vec<(String, f64)> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let (_, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(body.ends_with("# EOF\n"), "not OpenMetrics text");
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (name, value) = l
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("bad sample {l:?}"));
+            let value = value.parse().unwrap_or_else(|_| panic!("bad value {l:?}"));
+            (name.to_string(), value)
+        })
+        .collect()
+}
+
+fn sample(samples: &[(String, f64)], name: &str) -> f64 {
+    samples
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or(0.0, |(_, v)| *v)
+}
+
+fn keypair(i: u8) -> Keypair {
+    Keypair::new(SecretKey::from_bytes(&[0x11 * (i + 1); 32]).unwrap())
+}
+
+fn session_events(rx: &mpsc::Receiver<Value>, session_id: &str, until: &str) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let v = wait_for(rx, until, |_| true);
+        let mine = v["session_id"] == session_id;
+        let done = mine && v["event"] == until;
+        seen.push(v);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// Node `i`'s directory, key and config: `top` goes before the `[api]`
+/// table, `tables` after it. Returns (data_dir, config).
+fn write_config(
+    dir: &Path,
+    i: u8,
+    bootstrap: &[String],
+    top: &str,
+    tables: &str,
+) -> (PathBuf, PathBuf) {
+    let d = dir.join(format!("node{i}"));
+    std::fs::create_dir_all(&d).unwrap();
+    let key_file = d.join("key");
+    std::fs::write(&key_file, hex::encode([0x11 * (i + 1); 32])).unwrap();
+    let text = format!(
+        "secret_key_file = {:?}\nbootstrap = {bootstrap:?}\ndata_dir = {:?}\n{top}\n[api]\nlisten = \"127.0.0.1:0\"\n\n{tables}",
+        key_file.display().to_string(),
+        d.join("data").display().to_string(),
+    );
+    let config = d.join("node.toml");
+    std::fs::write(&config, text).unwrap();
+    (d.join("data"), config)
+}
+
+fn addrs(node: &Node) -> Vec<String> {
+    node.listening["addrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn three_daemons_sign_through_the_http_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut children = Children(Vec::new());
+    let keys: Vec<String> = (0..3)
+        .map(|i| keypair(i).public_key().to_string())
+        .collect();
+    let write_config = |i: u8, bootstrap: &[String]| {
+        let metrics = if i == 0 {
+            "[metrics]\nlisten = \"127.0.0.1:0\"\n"
+        } else {
+            ""
+        };
+        write_config(dir.path(), i, bootstrap, "", metrics)
+    };
+
+    let (dir_a, config_a) = write_config(0, &[]);
+    let a = start(&mut children, &dir_a, &config_a);
+    let bootstrap = addrs(&a);
+    let (dir_b, config_b) = write_config(1, &bootstrap);
+    let (dir_c, config_c) = write_config(2, &bootstrap);
+    let b = start(&mut children, &dir_b, &config_b);
+    let c = start(&mut children, &dir_c, &config_c);
+    let events_a = a.events(&mut children);
+    let events_b = b.events(&mut children);
+    let events_c = c.events(&mut children);
+
+    // --- the token ---------------------------------------------------------------
+    let token = a.token();
+    assert_eq!(token.len(), 64);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir_a.join("api.cookie"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    for bad in [None, Some("wrong"), Some(&token[1..])] {
+        let (status, body) = http(&a.api, "GET", "/v1/status", bad, None);
+        assert_eq!(status, 401, "{bad:?}");
+        assert_eq!(body["error"]["code"], "unauthorized");
+    }
+    let (status, body) = http(&a.api, "GET", "/v1/status", Some(&token), None);
+    assert_eq!(status, 200);
+    assert_eq!(body["pubkey"], keys[0]);
+    assert_eq!(body["peer_id"], a.listening["peer_id"]);
+    for key in [
+        "listen_addrs",
+        "connected_peers",
+        "sessions_active",
+        "version",
+    ] {
+        assert!(!body[key].is_null(), "status lacks {key}");
+    }
+    let (status, body) = http(&a.api, "GET", "/v1/nothing", Some(&token), None);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let metrics = a.started["metrics"].as_str().unwrap().to_string();
+    let before = scrape(&metrics);
+
+    // --- a request on A waits for consent on B and C ---------------------------------
+    let message = "ab".repeat(32);
+    let body =
+        json!({"signers": keys, "message": message, "metadata": {"input_script_type": "taproot"}});
+    let (status, created) = http(&a.api, "POST", "/v1/requests", Some(&token), Some(&body));
+    assert_eq!(status, 201, "{created}");
+    let (request_id, session_id) = (
+        created["request_id"].as_str().unwrap().to_string(),
+        created["session_id"].as_str().unwrap().to_string(),
+    );
+    let mut received_on_b = Value::Null;
+    for (node, events) in [(&b, &events_b), (&c, &events_c)] {
+        let received = wait_for(events, "the request on a co-signer", |v| {
+            v["event"] == "request-received" && v["request_id"] == request_id
+        });
+        if received_on_b.is_null() {
+            received_on_b = received.clone();
+        }
+        assert_eq!(received["consent"], "pending");
+        let pending = node.rpc_ok(&["pending"]);
+        let listed = pending.as_array().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0]["request_id"], request_id);
+        assert_eq!(listed[0]["message"], message);
+        assert_eq!(listed[0]["creator"]["pubkey"], keys[0]);
+        assert!(listed[0]["expires_at"].as_u64().unwrap() > 0);
+    }
+    // Nobody approved: A's session waits.
+    let waiting = a.rpc_ok(&["session", &session_id]);
+    assert_eq!(waiting["phase"], "SIGNING_REQUEST");
+    assert!(waiting["signature"].is_null());
+
+    // --- approve on B and C; the signature is read back from all three ----------------
+    let approved = b.rpc_ok(&["approve", &request_id]);
+    assert_eq!(approved["session_id"], session_id);
+    let (status, approved) = http(
+        &c.api,
+        "POST",
+        &format!("/v1/requests/{request_id}/approve"),
+        Some(&c.token()),
+        None,
+    );
+    assert_eq!(status, 200, "{approved}");
+    let mut seen_b = vec![received_on_b];
+    seen_b.extend(session_events(&events_b, &session_id, "session-complete"));
+    session_events(&events_a, &session_id, "session-complete");
+    session_events(&events_c, &session_id, "session-complete");
+    let sessions: Vec<Value> = [&a, &b, &c]
+        .iter()
+        .map(|n| n.rpc_ok(&["session", &session_id]))
+        .collect();
+    for s in &sessions {
+        assert_eq!(s["phase"], "COMPLETE", "{s}");
+        assert_eq!(s["signature"], sessions[0]["signature"]);
+        assert_eq!(s["aggregate_pubkey"], sessions[0]["aggregate_pubkey"]);
+        assert_eq!(s["coordinator_index"], sessions[0]["coordinator_index"]);
+        assert_eq!(s["request_id"], request_id);
+        assert_eq!(s["sighash_type"], 0x61);
+        assert!(s["error"].is_null());
+    }
+    let pubkeys: Vec<_> = keys.iter().map(|k| k.parse().unwrap()).collect();
+    let ctx = KeyAggContext::<Lotus>::new_sorted(&pubkeys)
+        .unwrap()
+        .with_taproot_tweak(&[0u8; 32])
+        .unwrap();
+    assert_eq!(
+        sessions[0]["aggregate_pubkey"],
+        ctx.aggregate_pubkey().to_string()
+    );
+    let signature = sessions[0]["signature"].as_str().unwrap().to_string();
+    schnorr::verify(
+        &ctx.aggregate_pubkey(),
+        &hex::decode(&message).unwrap(),
+        &signature.parse().unwrap(),
+    )
+    .unwrap();
+
+    // --- SSE: B saw the session's events in protocol order, ids increasing ------------
+    let ids: Vec<u64> = seen_b.iter().filter_map(|v| v["id"].as_u64()).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids out of order: {ids:?}"
+    );
+    let order: Vec<&str> = seen_b
+        .iter()
+        .filter(|v| v["request_id"] == request_id || v["session_id"] == session_id)
+        .map(|v| v["event"].as_str().unwrap())
+        .collect();
+    let expected = [
+        "request-received",
+        "request-approved",
+        "session-ready",
+        "nonce-commitments-complete",
+        "round1-complete",
+        "session-complete",
+    ];
+    let positions: Vec<usize> = expected
+        .iter()
+        .map(|e| {
+            order
+                .iter()
+                .position(|o| o == e)
+                .unwrap_or_else(|| panic!("no {e} in {order:?}"))
+        })
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+
+    // --- the metrics moved ------------------------------------------------------------------
+    let after = scrape(&metrics);
+    let completed = "lotus_musig2_sessions_total{outcome=\"completed\"}";
+    assert_eq!(sample(&after, completed) - sample(&before, completed), 1.0);
+    assert!(
+        sample(
+            &after,
+            "lotus_musig2_phase_duration_seconds_count{phase=\"round2\"}"
+        ) >= 1.0
+    );
+    assert!(sample(&after, "lotus_musig2_requests_total{origin=\"created\"}") >= 1.0);
+    assert!(sample(&after, "lotus_musig2_peers") >= 1.0);
+    // libp2p's own swarm metrics are in the same registry.
+    assert!(
+        after.iter().any(|(n, v)| n
+            .starts_with("lotus_musig2_libp2p_swarm_connections_established_total")
+            && *v >= 1.0),
+        "no libp2p swarm metrics"
+    );
+    assert!(
+        sample(&after, "lotus_musig2_messages_total{kind=\"direct\"}")
+            > sample(&before, "lotus_musig2_messages_total{kind=\"direct\"}")
+    );
+
+    // --- reject refuses; DELETE aborts everyone who joined -------------------------------
+    let (code, second) = a.rpc(&[
+        "request",
+        "--signer",
+        &keys[0],
+        "--signer",
+        &keys[1],
+        "--signer",
+        &keys[2],
+        "--message",
+        &"cd".repeat(32),
+    ]);
+    assert_eq!(code, 0, "{second}");
+    let (request2, session2) = (
+        second["request_id"].as_str().unwrap().to_string(),
+        second["session_id"].as_str().unwrap().to_string(),
+    );
+    for events in [&events_b, &events_c] {
+        wait_for(events, "the second request", |v| {
+            v["event"] == "request-received" && v["request_id"] == request2
+        });
+    }
+    let rejected = b.rpc_ok(&["reject", &request2]);
+    assert_eq!(rejected["rejected"], true);
+    let (code, again) = b.rpc(&["approve", &request2]);
+    assert_eq!(
+        (code, again["error"]["code"].as_str()),
+        (1, Some("not_found"))
+    );
+    assert!(b.rpc_ok(&["pending"]).as_array().unwrap().is_empty());
+    let (code, none) = b.rpc(&["session", &session2]);
+    assert_eq!(
+        (code, none["error"]["code"].as_str()),
+        (1, Some("not_found"))
+    );
+    c.rpc_ok(&["approve", &request2]);
+    let closed = a.rpc_ok(&["close", &session2]);
+    assert_eq!(closed["error"]["code"], "SESSION_ABORTED");
+    let aborted = wait_for(&events_c, "the abort on C", |v| {
+        v["event"] == "session-error" && v["session_id"] == session2
+    });
+    assert_eq!(aborted["code"], "SESSION_ABORTED");
+    let on_c = c.rpc_ok(&["session", &session2]);
+    assert_eq!(on_c["error"]["code"], "SESSION_ABORTED");
+    assert!(on_c["signature"].is_null());
+    let (code, twice) = a.rpc(&["close", &session2]);
+    assert_eq!(
+        (code, twice["error"]["code"].as_str()),
+        (1, Some("conflict"))
+    );
+    let listed = a.rpc_ok(&["sessions"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    // Newest first.
+    assert_eq!(listed[0]["session_id"], session2);
+    let peers = a.rpc_ok(&["peers"]);
+    assert!(
+        peers
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["reputation"]["score"].is_i64())
+    );
+
+    // --- SIGTERM: open sessions are aborted, the exit is clean, the cookie goes ---------
+    let (code, third) = a.rpc(&[
+        "request",
+        "--signer",
+        &keys[0],
+        "--signer",
+        &keys[1],
+        "--signer",
+        &keys[2],
+        "--message",
+        &"ef".repeat(32),
+    ]);
+    assert_eq!(code, 0, "{third}");
+    let (request3, session3) = (
+        third["request_id"].as_str().unwrap().to_string(),
+        third["session_id"].as_str().unwrap().to_string(),
+    );
+    wait_for(&events_c, "the third request", |v| {
+        v["event"] == "request-received" && v["request_id"] == request3
+    });
+    c.rpc_ok(&["approve", &request3]);
+    let pid = children.0[2].id().to_string(); // C
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for(&c.out, "C's clean stop", |v| v["event"] == "stopped");
+    assert!(children.0[2].wait().unwrap().success());
+    assert!(!dir_c.join("api.cookie").exists());
+    let aborted = wait_for(&events_a, "C's abort on A", |v| {
+        v["event"] == "session-error" && v["session_id"] == session3
+    });
+    assert_eq!(aborted["code"], "SESSION_ABORTED");
+
+    // --- kill -9 and restart: the completed session is still served ----------------------
+    children.0[0].kill().unwrap();
+    children.0[0].wait().unwrap();
+    let old_token = token;
+    let a2 = start(&mut children, &a.dir, &a.config);
+    let (status, _) = http(&a2.api, "GET", "/v1/status", Some(&old_token), None);
+    assert_eq!(status, 401, "the old token still works");
+    let served = a2.rpc_ok(&["session", &session_id]);
+    assert_eq!(served["signature"], signature.as_str());
+    assert_eq!(served["phase"], "COMPLETE");
+    for aborted in [&session2, &session3] {
+        let s = a2.rpc_ok(&["session", aborted]);
+        assert_eq!(s["error"]["code"], "SESSION_ABORTED", "{s}");
+        assert!(s["signature"].is_null());
+    }
+    assert_eq!(a2.rpc_ok(&["sessions"]).as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn a_remote_listen_address_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[api]\nlisten = \"0.0.0.0:0\"\n",
+            dir.path().join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["node", "--config", config.to_str().unwrap()])
+        .env("LOTUS_MUSIG2_SECRET_KEY", "11".repeat(32))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("loopback"), "{stderr}");
+    assert!(!dir.path().join("data").join("api.cookie").exists());
+}
+
+/// Consent rules in the config sign without an operator: B signs requests of
+/// at most 1000 satoshis, C signs everything, A waits for nobody (it creates).
+#[test]
+fn consent_rules_sign_or_refuse_without_an_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut children = Children(Vec::new());
+    let keys: Vec<String> = (0..3)
+        .map(|i| keypair(i).public_key().to_string())
+        .collect();
+    let (dir_a, config_a) = write_config(dir.path(), 0, &[], "", "");
+    let a = start(&mut children, &dir_a, &config_a);
+    let bootstrap = addrs(&a);
+    let rules = "[approve]\ntransaction_types = [\"spend\"]\nmax_amount = 1000\n";
+    let (dir_b, config_b) = write_config(dir.path(), 1, &bootstrap, "", rules);
+    let (dir_c, config_c) = write_config(dir.path(), 2, &bootstrap, "approve = \"auto\"", "");
+    let b = start(&mut children, &dir_b, &config_b);
+    let c = start(&mut children, &dir_c, &config_c);
+    let events_a = a.events(&mut children);
+    let events_b = b.events(&mut children);
+
+    let request = |amount: u64, message: &str| {
+        let amount = amount.to_string();
+        let v = a.rpc_ok(&[
+            "request",
+            "--signer",
+            &keys[0],
+            "--signer",
+            &keys[1],
+            "--signer",
+            &keys[2],
+            "--message",
+            message,
+            "--transaction-type",
+            "spend",
+            "--amount",
+            &amount,
+        ]);
+        (
+            v["request_id"].as_str().unwrap().to_string(),
+            v["session_id"].as_str().unwrap().to_string(),
+        )
+    };
+    // Within the rules: signed by everyone, no approval asked.
+    let (small, small_session) = request(500, &"01".repeat(32));
+    let received = wait_for(&events_b, "the small request on B", |v| {
+        v["event"] == "request-received" && v["request_id"] == small
+    });
+    assert_eq!(received["consent"], "approved");
+    assert_eq!(received["metadata"]["amount"], 500);
+    wait_for(&events_a, "the small session's signature", |v| {
+        v["event"] == "session-complete" && v["session_id"] == small_session
+    });
+    for node in [&a, &b, &c] {
+        let s = node.rpc_ok(&["session", &small_session]);
+        assert_eq!(s["phase"], "COMPLETE", "{s}");
+    }
+    // Over B's limit: refused by rule, never listed for an operator.
+    let (large, large_session) = request(5000, &"02".repeat(32));
+    let received = wait_for(&events_b, "the large request on B", |v| {
+        v["event"] == "request-received" && v["request_id"] == large
+    });
+    assert_eq!(received["consent"]["refused"], "amount");
+    assert!(b.rpc_ok(&["pending"]).as_array().unwrap().is_empty());
+    let (code, _) = b.rpc(&["session", &large_session]);
+    assert_eq!(code, 1);
+    assert!(a.rpc_ok(&["session", &large_session])["signature"].is_null());
+}
