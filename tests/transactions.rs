@@ -146,6 +146,19 @@ async fn a_three_of_three_group_spends_a_two_input_transaction() {
         assert_eq!(counters.transaction_requests_verified, 2, "{counters:?}");
         assert_eq!(counters.requests_refused, 0);
         for (_, session) in &signed.sessions {
+            // The creator may finish before the co-signers' last partial
+            // signatures arrive: wait (bounded) for each to complete too.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while node
+                .coordinator
+                .get_session(*session)
+                .unwrap()
+                .final_signature
+                .is_none()
+            {
+                assert!(std::time::Instant::now() < deadline, "a co-signer never completed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
             assert!(
                 node.coordinator
                     .get_session(*session)

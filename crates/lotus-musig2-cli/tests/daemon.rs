@@ -223,7 +223,9 @@ fn write_config(
     let key_file = d.join("key");
     std::fs::write(&key_file, hex::encode([0x11 * (i + 1); 32])).unwrap();
     let text = format!(
-        "secret_key_file = {:?}\nbootstrap = {bootstrap:?}\ndata_dir = {:?}\n{top}\n[api]\nlisten = \"127.0.0.1:0\"\n\n{tables}",
+        // These daemons sign bare 32-byte messages (the API's `message`
+        // form), which a node joins only when its config allows it.
+        "secret_key_file = {:?}\nbootstrap = {bootstrap:?}\nallow_blind_signing = true\ndata_dir = {:?}\n{top}\n[api]\nlisten = \"127.0.0.1:0\"\n\n{tables}",
         key_file.display().to_string(),
         d.join("data").display().to_string(),
     );
