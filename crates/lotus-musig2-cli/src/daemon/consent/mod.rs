@@ -10,15 +10,21 @@
 //! sleep. It holds at most [`MAX_PENDING`] requests waiting for an answer (a
 //! request beyond that is refused and counted) and remembers the verdicts of
 //! the last [`MAX_VERDICTS`] requests.
+//!
+//! `config` holds the `approve` types an operator writes and their check
+//! into the policy this state applies.
+
+pub mod config;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::str::FromStr;
 
 use lotus_musig2::core::PublicKey;
 use lotus_musig2::security::{Millis, SessionAnnouncement, TransactionType};
-use serde::Deserialize;
 
 use super::RequestId;
+
+pub use config::{ApproveConfig, ConfigError};
+use config::{Otherwise, Policy};
 
 /// Requests waiting for an operator at most; beyond it a request is refused
 /// (rule `pending_full`).
@@ -26,64 +32,6 @@ pub const MAX_PENDING: usize = 256;
 /// Verdicts remembered (oldest forgotten first).
 pub const MAX_VERDICTS: usize = 4096;
 const DAY_MS: Millis = 24 * 60 * 60 * 1000;
-
-/// The config's `approve` value.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
-pub enum ApproveConfig {
-    /// `"manual"` or `"auto"`.
-    Mode(ApproveMode),
-    /// A table of rules.
-    Rules(RulesConfig),
-}
-
-impl Default for ApproveConfig {
-    fn default() -> Self {
-        Self::Mode(ApproveMode::Manual)
-    }
-}
-
-/// `approve = "manual" | "auto"`.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum ApproveMode {
-    /// Every request waits for the API.
-    Manual,
-    /// Every request that passes `allowed_cosigners` is signed.
-    Auto,
-}
-
-/// What happens to a request that misses a rule.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Otherwise {
-    /// Refuse it (the default).
-    #[default]
-    Reject,
-    /// Leave it for an operator.
-    Manual,
-}
-
-/// `[approve]` as a table: a request that passes every rule is signed.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RulesConfig {
-    /// Every co-signer must be one of these keys (hex); empty: any.
-    #[serde(default)]
-    pub cosigners: Vec<String>,
-    /// The request's `transaction_type` must be one of these; empty: any.
-    #[serde(default)]
-    pub transaction_types: Vec<String>,
-    /// Largest `amount` (satoshis) of one request; a request without an
-    /// amount misses this rule.
-    pub max_amount: Option<u64>,
-    /// Largest sum of the amounts signed in one UTC day; a request without
-    /// an amount misses this rule.
-    pub max_amount_per_day: Option<u64>,
-    /// What happens to a request that misses a rule.
-    #[serde(default)]
-    pub otherwise: Otherwise,
-}
 
 /// A rule a request was refused under (a bounded label set for metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -141,17 +89,6 @@ pub enum Verdict {
     Refuse(Rule),
 }
 
-/// A configuration error.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A key is not a compressed public key.
-    #[error("approve.cosigners: {0:?} is not a public key")]
-    Key(String),
-    /// A transaction type is unknown.
-    #[error("approve.transaction_types: unknown {0:?}")]
-    TransactionType(String),
-}
-
 /// Why an approval or rejection failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ConsentError {
@@ -172,19 +109,6 @@ pub struct Pending {
     pub received_at: Millis,
 }
 
-#[derive(Debug, Clone)]
-enum Policy {
-    Manual,
-    Auto,
-    Rules {
-        cosigners: Vec<PublicKey>,
-        transaction_types: Vec<TransactionType>,
-        max_amount: Option<u64>,
-        max_amount_per_day: Option<u64>,
-        otherwise: Otherwise,
-    },
-}
-
 /// The consent state: the policy, the requests waiting, the day's total.
 #[derive(Debug)]
 pub struct Consent {
@@ -200,10 +124,6 @@ pub struct Consent {
     day: (u64, u64),
 }
 
-fn parse_key(k: &str) -> Result<PublicKey, ConfigError> {
-    PublicKey::from_str(k).map_err(|_| ConfigError::Key(k.to_string()))
-}
-
 impl Consent {
     /// The state for `config`, signing with `ours`.
     pub fn new(
@@ -211,28 +131,7 @@ impl Consent {
         allowed_cosigners: Vec<PublicKey>,
         ours: Vec<PublicKey>,
     ) -> Result<Self, ConfigError> {
-        let policy = match config {
-            ApproveConfig::Mode(ApproveMode::Manual) => Policy::Manual,
-            ApproveConfig::Mode(ApproveMode::Auto) => Policy::Auto,
-            ApproveConfig::Rules(r) => Policy::Rules {
-                cosigners: r
-                    .cosigners
-                    .iter()
-                    .map(|k| parse_key(k))
-                    .collect::<Result<_, _>>()?,
-                transaction_types: r
-                    .transaction_types
-                    .iter()
-                    .map(|t| {
-                        TransactionType::from_str(t)
-                            .map_err(|_| ConfigError::TransactionType(t.clone()))
-                    })
-                    .collect::<Result<_, _>>()?,
-                max_amount: r.max_amount,
-                max_amount_per_day: r.max_amount_per_day,
-                otherwise: r.otherwise,
-            },
-        };
+        let policy = Policy::from_config(config)?;
         Ok(Self {
             policy,
             allowed_cosigners,
@@ -493,7 +392,6 @@ impl Consent {
         expired
     }
 }
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -501,6 +399,9 @@ mod tests {
     use lotus_musig2::core::{Keypair, SecretKey};
     use lotus_musig2::security::{SessionRequest, SigningMetadata};
 
+    use serde::Deserialize;
+
+    use super::config::ApproveMode;
     use super::*;
 
     fn keypair(b: u8) -> Keypair {
@@ -690,19 +591,5 @@ mod tests {
             c.observe(&one_more, NOW),
             Verdict::Refuse(Rule::PendingFull)
         );
-    }
-
-    #[test]
-    fn bad_rules_are_config_errors() {
-        let bad = ApproveConfig::Rules(RulesConfig {
-            transaction_types: vec!["lottery".into()],
-            ..RulesConfig::default()
-        });
-        assert!(Consent::new(&bad, vec![], vec![]).is_err());
-        let bad = ApproveConfig::Rules(RulesConfig {
-            cosigners: vec!["00".into()],
-            ..RulesConfig::default()
-        });
-        assert!(Consent::new(&bad, vec![], vec![]).is_err());
     }
 }
