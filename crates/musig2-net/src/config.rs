@@ -109,6 +109,13 @@ pub struct NetConfig {
     pub max_known_peers: usize,
     /// Addresses of a peer not connected for this long are forgotten.
     pub known_peer_ttl: Duration,
+    /// GossipSub topics on which peers are scored (see
+    /// [`crate::gossip_score`]): on these, every message the application
+    /// `Reject`s costs its forwarder score, and a peer below
+    /// [`crate::gossip_score::GRAYLIST_THRESHOLD`] is ignored and pruned by
+    /// GossipSub itself. Empty (the default): no topic is scored; the
+    /// application names its own topics.
+    pub scored_topics: Vec<String>,
 }
 
 impl Default for NetConfig {
@@ -142,6 +149,7 @@ impl Default for NetConfig {
             max_addrs_per_peer: 8,
             max_known_peers: 1024,
             known_peer_ttl: Duration::from_secs(3600),
+            scored_topics: Vec::new(),
         }
     }
 }
