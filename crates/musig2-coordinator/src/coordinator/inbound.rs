@@ -549,7 +549,12 @@ mod tests {
             };
             assert_eq!(refusal_verdict(rule), expected, "{rule}");
         }
-        for rule in [Rule::RateLimit, Rule::TimestampSkew, Rule::Expired, Rule::Graylisted] {
+        for rule in [
+            Rule::RateLimit,
+            Rule::TimestampSkew,
+            Rule::Expired,
+            Rule::Graylisted,
+        ] {
             assert_eq!(refusal_verdict(rule), Verdict::Ignore);
         }
     }
