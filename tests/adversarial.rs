@@ -15,6 +15,8 @@ mod byzantine;
 /// musig2-identity's loopback Chronik server (real HTTP, real protobuf).
 #[path = "../crates/musig2-identity/tests/common/mod.rs"]
 mod chronik_server;
+#[path = "adversarial/strangers.rs"]
+mod strangers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -572,62 +574,6 @@ fn tick(clock: Arc<ManualClock>) -> tokio::task::JoinHandle<()> {
             clock.advance(1_000);
         }
     })
-}
-
-// --- L5: a connection that closes while waiting is not a departure --------------
-
-/// During a long join phase the connection to a joined co-signer closes
-/// (idle, or dropped by the network) although the co-signer is online: the
-/// node dials it straight back, so the grace period passes (injected clock)
-/// without blaming it, and the session goes on when the last signer joins.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_closed_connection_to_an_online_co_signer_is_not_blamed() {
-    let clock = Arc::new(ManualClock::new(now_ms()));
-    let cfg = CoordinatorConfig {
-        auto_join: false,
-        disconnect_grace: Duration::from_secs(1),
-        ..config()
-    };
-    let mut cluster = LocalCluster::start_with_clock(3, cfg, clock.clone())
-        .await
-        .unwrap();
-    let (request, session) = announce(&cluster, [48; 32]).await;
-    let node1 = &cluster.nodes[1];
-    node1
-        .coordinator
-        .join_signing_request(request, &node1.keypair)
-        .await
-        .unwrap();
-    wait_until(|| {
-        cluster.nodes[0]
-            .coordinator
-            .get_session(session)
-            .is_some_and(|s| s.joined == 2)
-    })
-    .await;
-    let (net0, peer1) = (
-        cluster.nodes[0].coordinator.net().clone(),
-        cluster.nodes[1].coordinator.local_peer_id(),
-    );
-    net0.disconnect(peer1).await.unwrap();
-    // Dialled back.
-    wait_until_async(|| {
-        let net0 = net0.clone();
-        async move { net0.connected_peers().await.unwrap().contains(&peer1) }
-    })
-    .await;
-    clock.advance(2_000);
-    let node2 = &cluster.nodes[2];
-    node2
-        .coordinator
-        .join_signing_request(request, &node2.keypair)
-        .await
-        .unwrap();
-    for node in cluster.nodes.iter_mut() {
-        wait_ready(node, session).await;
-    }
-    assert_no_honest_peer_penalised(&cluster);
-    cluster.shutdown().await;
 }
 
 // --- M1: one lock order ------------------------------------------------------------

@@ -260,6 +260,63 @@ impl Byzantine {
 }
 
 impl Byzantine {
+    /// Connects to `node` (GossipSub needs a connection to publish).
+    pub async fn connect(&self, node: &ClusterNode) {
+        let target = node.coordinator.local_peer_id();
+        self.net.dial_peer(target).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while !self.net.connected_peers().await.unwrap().contains(&target) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("never connected");
+    }
+
+    /// Publishes `bytes` on `topic` once, retrying until GossipSub has a
+    /// subscribed peer to send it to (the subscription exchange may race).
+    pub async fn gossip(&self, topic: &str, bytes: Vec<u8>) {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while self.net.publish(topic, bytes.clone()).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("GossipSub never had a subscribed peer");
+    }
+
+    /// A request signed by `creator` for `signers`, naming our peer as its
+    /// creator's (so it passes the owner check when we gossip it).
+    pub fn request_by(
+        &self,
+        creator: &Keypair,
+        signers: Vec<PublicKey>,
+        nonce: u64,
+    ) -> SessionAnnouncement {
+        let mut request_nonce = [0u8; 32];
+        request_nonce[..8].copy_from_slice(&nonce.to_be_bytes());
+        signed_request(
+            creator,
+            signers,
+            self.peer_id().to_string(),
+            [0xd7; 32],
+            request_nonce,
+        )
+    }
+
+    /// A valid advertisement of `key` at our peer, at `addr`, made at `created_at`.
+    pub fn advertisement(&self, key: &Keypair, addr: String, created_at: u64) -> Vec<u8> {
+        let ad = SignerAdvertisement::new_signed(
+            key,
+            self.peer_id().to_string(),
+            vec![addr],
+            vec![TransactionType::Spend],
+            created_at,
+            created_at + 3_600_000,
+        );
+        postcard::to_allocvec(&ad).unwrap()
+    }
+
     /// Sends a validly signed request naming `victim` and `n - 1` other keys.
     pub async fn oversized_request(&mut self, target: &ClusterNode, victim: PublicKey, n: usize) {
         let creator = Keypair::random(&mut rand::rng());

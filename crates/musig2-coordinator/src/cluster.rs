@@ -171,6 +171,18 @@ impl LocalCluster {
         nodes_keys: Vec<(Keypair, CoordinatorConfig)>,
         clock: Arc<dyn Clock + Send + Sync>,
     ) -> Result<Self, CoordinatorError> {
+        Self::start_with_net(nodes_keys, clock, NetConfig::loopback()).await
+    }
+
+    /// [`LocalCluster::start_with_configs_and_clock`] with every signer's
+    /// network configured from `net` (its bootstrap peers are replaced by
+    /// the cluster's bootstrap node).
+    pub async fn start_with_net(
+        nodes_keys: Vec<(Keypair, CoordinatorConfig)>,
+        clock: Arc<dyn Clock + Send + Sync>,
+        net: NetConfig,
+    ) -> Result<Self, CoordinatorError> {
+        let template = net;
         let (bootstrap, mut bootstrap_events) =
             musig2_net::start(NodeKeypair::generate_ed25519(), NetConfig::loopback()).await?;
         // Keep the bootstrap node's queue drained: it serves the DHT only.
@@ -178,7 +190,7 @@ impl LocalCluster {
         let bootstrap_addrs = wait_for_addrs(&bootstrap).await?;
         let mut nodes = Vec::with_capacity(nodes_keys.len());
         for (keypair, config) in nodes_keys {
-            let mut net = NetConfig::loopback();
+            let mut net = template.clone();
             net.bootstrap_peers = bootstrap_addrs.clone();
             let coordinator = Coordinator::start_with_clock(
                 NodeKeypair::generate_ed25519(),

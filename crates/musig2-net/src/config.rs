@@ -130,6 +130,13 @@ pub struct NetConfig {
     pub known_peer_ttl: Duration,
     /// Where libp2p's own metrics go (`None`: not recorded).
     pub swarm_metrics: Option<SwarmMetrics>,
+    /// GossipSub topics on which peers are scored (see
+    /// [`crate::gossip_score`]): on these, every message the application
+    /// `Reject`s costs its forwarder score, and a peer below
+    /// [`crate::gossip_score::GRAYLIST_THRESHOLD`] is ignored and pruned by
+    /// GossipSub itself. Empty (the default): no topic is scored; the
+    /// application names its own topics.
+    pub scored_topics: Vec<String>,
 }
 
 impl Default for NetConfig {
@@ -164,6 +171,7 @@ impl Default for NetConfig {
             max_known_peers: 1024,
             known_peer_ttl: Duration::from_secs(3600),
             swarm_metrics: None,
+            scored_topics: Vec::new(),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod codec;
 pub mod config;
 mod dht;
 mod direct;
+pub mod gossip_score;
 pub mod node;
 mod refill;
 

@@ -172,6 +172,7 @@ fn test_functions_are_told_from_helpers() {
 const LIVE_PATH_TESTS: &str = concat!(
     include_str!("../../../tests/adversarial.rs"),
     include_str!("../../../tests/adversarial/accountability.rs"),
+    include_str!("../../../tests/adversarial/strangers.rs"),
     include_str!("../../../tests/p2p_signing.rs"),
     include_str!("../../musig2-net/tests/adversarial.rs"),
 );

@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use musig2_core::PublicKey;
-use musig2_net::{Multiaddr, PeerId};
+use musig2_net::{Multiaddr, PeerId, Verdict};
 use musig2_security::{Delivery, Millis, SessionAnnouncement, SignerAdvertisement};
 use tracing::{debug, info, warn};
 
+use super::inbound::refusal_verdict;
 use super::{Coordinator, Inner, SIGNER_KEY_PREFIX, decode_exact, lock, sec_peer};
 use crate::CoordinatorError;
 use crate::config::{JoinDecision, JoinRequest};
@@ -43,7 +44,7 @@ impl Inner {
                 return Ok(*peer);
             }
             if let Ok(value) = self.net.get_record(record.clone()).await
-                && let Some(peer) = self.accept_advertisement(&value, None).await
+                && let Ok(peer) = self.accept_advertisement(&value, None).await
                 && lock(&self.state).directory.get(&key) == Some(&peer)
             {
                 return Ok(peer);
@@ -59,14 +60,14 @@ impl Inner {
     /// Verifies a signer advertisement and records where its key lives.
     /// `author` is the authenticated gossip author; `None` means the DHT,
     /// where a bad record is counted and blamed on nobody. Returns the
-    /// advertised peer.
+    /// advertised peer, or the verdict a gossiped copy deserves.
     pub(super) async fn accept_advertisement(
         self: &Arc<Self>,
         bytes: &[u8],
         author: Option<PeerId>,
-    ) -> Option<PeerId> {
-        let ad: SignerAdvertisement = decode_exact(bytes)?;
-        let peer = PeerId::from_str(&ad.peer_id).ok()?;
+    ) -> Result<PeerId, Verdict> {
+        let ad: SignerAdvertisement = decode_exact(bytes).ok_or(Verdict::Reject)?;
+        let peer = PeerId::from_str(&ad.peer_id).map_err(|_| Verdict::Reject)?;
         let now = self.clock.now_ms();
         let verdict = {
             let mut security = lock(&self.security);
@@ -79,15 +80,15 @@ impl Inner {
                         &ad,
                         now,
                     )
-                    .map_err(|r| r.to_string()),
+                    .map_err(|r| (r.to_string(), refusal_verdict(r.rule))),
                 None => security
                     .verify_dht_advertisement(bytes.len(), &ad, now)
-                    .map_err(|v| v.to_string()),
+                    .map_err(|v| (v.to_string(), Verdict::Ignore)),
             }
         };
-        if let Err(rejection) = verdict {
+        if let Err((rejection, verdict)) = verdict {
             debug!(%rejection, "signer advertisement rejected");
-            return None;
+            return Err(verdict);
         }
         let addrs: Vec<Multiaddr> = ad
             .multiaddrs
@@ -111,7 +112,7 @@ impl Inner {
             }
             self.emit(CoordinatorEvent::SignerDiscovered(Box::new(ad)));
         }
-        Some(peer)
+        Ok(peer)
     }
 
     /// Auto-connect: enabled, the peer reputable enough, and within the
@@ -135,9 +136,11 @@ impl Inner {
             *count = 0;
         }
         if *count >= AUTO_DIALS_PER_MINUTE {
+            state.counters.auto_dials_over_budget += 1;
             return false;
         }
         *count += 1;
+        state.counters.auto_dials += 1;
         true
     }
 

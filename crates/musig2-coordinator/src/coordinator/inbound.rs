@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use musig2_net::{MessageId, PeerId, Verdict};
 use musig2_security::{
-    Admission, Delivery, DirectMessage, Malformation, SenderRole, SessionAnnouncement,
+    Admission, Delivery, DirectMessage, Malformation, Rule, SenderRole, SessionAnnouncement,
     SessionId as SecSessionId, SignedObject, TransactionType, Violation,
 };
 use tracing::{debug, warn};
@@ -536,15 +536,15 @@ impl Inner {
                     self.on_announcement(a);
                     Verdict::Accept
                 }
-                Err(_) => Verdict::Reject,
+                Err(rejection) => refusal_verdict(rejection.rule),
             });
         }
         if TransactionType::from_topic(&topic).is_some() {
             let this = Arc::clone(self);
             tokio::spawn(async move {
                 let verdict = match this.accept_advertisement(&data, Some(author)).await {
-                    Some(_) => Verdict::Accept,
-                    None => Verdict::Reject,
+                    Ok(_) => Verdict::Accept,
+                    Err(verdict) => verdict,
                 };
                 let _ = this.net.report_verdict(message_id, source, verdict).await;
             });
@@ -570,6 +570,46 @@ impl Inner {
         };
         if let Some((_, peer, message)) = due {
             self.on_late(peer, message);
+        }
+    }
+}
+
+/// The verdict GossipSub gets for a gossip message the security layer
+/// refused. GossipSub scores the *forwarder* of a rejected message, and an
+/// honest relay forwards only what its own checks accepted, so `Reject` is
+/// kept for messages that are invalid in themselves (any relay running our
+/// checks refuses them too): malformed, badly signed, or published by a
+/// peer other than the one they name. A refusal that depends on this node's
+/// own state or clock (rate limits, key quotas, timestamps, expiry, our
+/// lists, a newer version) is `Ignore`: the author is still charged by the
+/// security layer, but no relay loses GossipSub score for it.
+pub(super) fn refusal_verdict(rule: Rule) -> Verdict {
+    match rule {
+        Rule::Malformed | Rule::InvalidSignature | Rule::PeerMismatch => Verdict::Reject,
+        _ => Verdict::Ignore,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_messages_invalid_in_themselves_are_rejected() {
+        for rule in Rule::ALL {
+            let expected = match rule {
+                Rule::Malformed | Rule::InvalidSignature | Rule::PeerMismatch => Verdict::Reject,
+                _ => Verdict::Ignore,
+            };
+            assert_eq!(refusal_verdict(rule), expected, "{rule}");
+        }
+        for rule in [
+            Rule::RateLimit,
+            Rule::TimestampSkew,
+            Rule::Expired,
+            Rule::Graylisted,
+        ] {
+            assert_eq!(refusal_verdict(rule), Verdict::Ignore);
         }
     }
 }

@@ -155,6 +155,11 @@ impl Coordinator {
         let mut net_config = net_config;
         net_config.dht_key_prefixes = records::prefixes();
         net_config.dht_max_value_size = config.security.max_advertisement_size;
+        // GossipSub scores peers on our topics: a peer whose messages we
+        // `Reject` is graylisted and pruned by GossipSub itself.
+        net_config.scored_topics = std::iter::once(REQUESTS_TOPIC.to_owned())
+            .chain(TransactionType::ALL.iter().map(|t| t.topic().to_owned()))
+            .collect();
         let record_clock = Arc::clone(&clock);
         net_config.record_validator = Some(musig2_net::RecordValidator::new(move |key, value| {
             records::is_valid(key, value, record_clock.now_ms())

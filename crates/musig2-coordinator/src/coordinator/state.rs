@@ -249,6 +249,10 @@ pub struct CoordinatorCounters {
     /// request with blind signing off, or the join policy
     /// (`SigningRequestRefused`).
     pub requests_refused: u64,
+    /// Auto-connect dials made to a newly advertised signer's address.
+    pub auto_dials: u64,
+    /// Auto-connect dials skipped because the budget (10 a minute) was spent.
+    pub auto_dials_over_budget: u64,
 }
 
 /// Sizes of the bounded collections, for tests and metrics.

@@ -106,6 +106,10 @@ impl EventLoop {
                     .gossipsub
                     .report_message_validation_result(&id, &source, acceptance);
             }
+            Command::GossipScore(peer, reply) => {
+                let score = self.swarm.behaviour().gossipsub.peer_score(&peer);
+                let _ = reply.send(Ok(score));
+            }
             Command::Disconnect(peer) => {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }

@@ -79,6 +79,13 @@ impl NetHandle {
             .await
     }
 
+    /// GossipSub's current score of a peer (see [`crate::gossip_score`]):
+    /// below [`crate::gossip_score::GRAYLIST_THRESHOLD`] GossipSub ignores
+    /// the peer. `None` if scoring is off; 0 for a peer it has no record of.
+    pub async fn gossip_score(&self, peer: PeerId) -> Result<Option<f64>, NetError> {
+        self.call(|r| Command::GossipScore(peer, r)).await
+    }
+
     /// Sends a direct message and waits for the receiver's acknowledgement
     /// (on this peer's long-lived stream, opening it or dialling if needed).
     pub async fn send(&self, peer: PeerId, payload: Vec<u8>) -> Result<(), NetError> {

@@ -138,6 +138,7 @@ enum Command {
     Subscribe(String, Reply<()>),
     Publish(String, Vec<u8>, Reply<()>),
     Verdict(gossipsub::MessageId, PeerId, Verdict),
+    GossipScore(PeerId, Reply<Option<f64>>),
     ConnectedPeers(Reply<Vec<PeerId>>),
     Metrics(Reply<NetMetrics>),
     Disconnect(PeerId),

@@ -44,6 +44,7 @@ pub(super) async fn build_swarm(
         )
     };
     let store_config = config.clone();
+    let scored_topics = config.scored_topics.clone();
 
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -73,9 +74,13 @@ pub(super) async fn build_swarm(
             let store = DhtStore::new(peer_id, &store_config);
             let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
             kad.set_mode(dht_server.then_some(kad::Mode::Server));
-            let gossipsub = gossipsub::Behaviour::new(
+            let mut gossipsub = gossipsub::Behaviour::new(
                 gossipsub::MessageAuthenticity::Signed(key.clone()),
                 gossip_config,
+            )?;
+            gossipsub.with_peer_score(
+                crate::gossip_score::peer_score_params(&scored_topics),
+                crate::gossip_score::thresholds(),
             )?;
             Ok(Behaviour {
                 blocked: allow_block_list::Behaviour::default(),
