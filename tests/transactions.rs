@@ -156,7 +156,10 @@ async fn a_three_of_three_group_spends_a_two_input_transaction() {
                 .final_signature
                 .is_none()
             {
-                assert!(std::time::Instant::now() < deadline, "a co-signer never completed");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "a co-signer never completed"
+                );
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
             assert!(
