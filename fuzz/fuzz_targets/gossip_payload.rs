@@ -13,7 +13,11 @@
 //!
 //! Asserts: the verdict is `Accept` only for a valid, correctly signed,
 //! fresh message within the gossip size limit whose author is the peer it
-//! names; unknown topics are ignored; anonymous messages are rejected.
+//! names; unknown topics are ignored; anonymous messages are rejected; a
+//! refusal is `Reject` (which costs the forwarder GossipSub score) only when
+//! the message is invalid in itself (malformed, badly signed, or not its
+//! author's), as the coordinator's `refusal_verdict` decides, and `Ignore`
+//! when it depends on the receiver's own state (rate, quota, clock, lists).
 
 #![no_main]
 
@@ -22,7 +26,7 @@ use lotus_musig2_fuzz::{
     NOW, check_advertisement, check_announcement, check_peer_id, config, decode_exact,
 };
 use musig2_security::{
-    Delivery, PeerId, SecurityManager, SessionAnnouncement, Signed, SignerAdvertisement,
+    Delivery, PeerId, Rule, SecurityManager, SessionAnnouncement, Signed, SignerAdvertisement,
     TransactionType,
 };
 
@@ -31,6 +35,14 @@ enum Verdict {
     Accept,
     Reject,
     Ignore,
+}
+
+/// The coordinator's rule (`coordinator/inbound.rs`, `refusal_verdict`).
+fn refusal_verdict(rule: Rule) -> Verdict {
+    match rule {
+        Rule::Malformed | Rule::InvalidSignature | Rule::PeerMismatch => Verdict::Reject,
+        _ => Verdict::Ignore,
+    }
 }
 
 const STRANGER: &str = "12D3KooWStrangerStrangerStrangerStrangerStrangerStr";
@@ -79,7 +91,7 @@ fuzz_target!(|data: &[u8]| {
                             assert!(payload.len() <= config.max_advertisement_size);
                             Verdict::Accept
                         } else {
-                            Verdict::Reject
+                            checked.map_or_else(|r| refusal_verdict(r.rule), |()| Verdict::Accept)
                         }
                     }
                 }
@@ -121,7 +133,8 @@ fuzz_target!(|data: &[u8]| {
                                 );
                                 Verdict::Accept
                             } else {
-                                Verdict::Reject
+                                checked
+                                    .map_or_else(|r| refusal_verdict(r.rule), |()| Verdict::Accept)
                             }
                         }
                     }
