@@ -1,0 +1,487 @@
+//! The signing rounds of one session: joins, Phase 0 commitments, round 1
+//! (nonces) and round 2 (partial signatures), each input checked on arrival.
+
+use super::*;
+
+impl Session {
+    /// Our own join, to send to every other signer.
+    pub fn my_join(&self) -> Body {
+        let peer_id = self
+            .peers
+            .get(self.me)
+            .copied()
+            .flatten()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        let pubkey = self.keypair.public_key();
+        let digest = join_digest(
+            &self.request_id,
+            &self.announcement_digest,
+            &pubkey,
+            &peer_id,
+        );
+        Body::SessionJoin {
+            signer_index: self.me as u32,
+            pubkey,
+            peer_id,
+            announcement_digest: self.announcement_digest,
+            signature: schnorr::sign(self.keypair.secret_key(), &digest),
+        }
+    }
+
+    pub(super) fn progress(&mut self, now: Millis) {
+        self.progressed_at = now;
+    }
+
+    /// Checks a signer's join without recording anything: the key is the
+    /// one at `index`, the join names the authenticated sender `from_peer`,
+    /// and the signature under that key verifies. A join that fails here was
+    /// not sent by the signer it names, so it must not take any slot.
+    #[allow(clippy::too_many_arguments)]
+    pub fn verify_join(
+        &self,
+        index: usize,
+        pubkey: &PublicKey,
+        peer_id: &str,
+        announcement_digest: &[u8; 32],
+        signature: &Signature,
+        from_peer: &PeerId,
+    ) -> Result<JoinCheck, Fault> {
+        let bad = |m: &str| Fault::blame(ErrorCode::InvalidContribution, index, m.to_string());
+        if self.keys.get(index) != Some(pubkey) {
+            return Err(bad("join names a key that is not at its index"));
+        }
+        if PeerId::from_str(peer_id).ok().as_ref() != Some(from_peer) {
+            return Err(bad("join sent by another peer than the one it names"));
+        }
+        schnorr::verify(
+            pubkey,
+            &join_digest(&self.request_id, announcement_digest, pubkey, peer_id),
+            signature,
+        )
+        .map_err(|_| bad("join signature is invalid"))?;
+        Ok(if *announcement_digest == self.announcement_digest {
+            JoinCheck::Valid
+        } else {
+            JoinCheck::OtherAnnouncement
+        })
+    }
+
+    /// A signer's join. `from_peer` is the authenticated sender.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_join(
+        &mut self,
+        index: usize,
+        pubkey: &PublicKey,
+        peer_id: &str,
+        announcement_digest: &[u8; 32],
+        signature: &Signature,
+        from_peer: &PeerId,
+        now: Millis,
+    ) -> Result<Vec<Action>, Fault> {
+        if self.verify_join(
+            index,
+            pubkey,
+            peer_id,
+            announcement_digest,
+            signature,
+            from_peer,
+        )? == JoinCheck::OtherAnnouncement
+        {
+            // The joiner is who it says, but saw another announcement: show
+            // it ours (it then holds the creator's two signatures) and wait
+            // for the creator's proof; the joiner is not admitted.
+            if !self.other_announcement.contains(&index) {
+                self.other_announcement.push(index);
+            }
+            self.peers.get_mut(index).map(|p| p.replace(*from_peer));
+            return Ok(vec![Action::SendTo(
+                index,
+                Body::SigningRequest(Box::new(self.announcement.clone())),
+            )]);
+        }
+        if let (Some(p), Some(j)) = (self.peers.get_mut(index), self.joined.get_mut(index)) {
+            *p = Some(*from_peer);
+            *j = true;
+        }
+        self.progress(now);
+        Ok(self.check_ready())
+    }
+
+    /// Called after our own join too: the session is ready once everyone joined.
+    pub fn check_ready(&mut self) -> Vec<Action> {
+        if self.phase != SessionPhase::SigningRequest || self.joined.iter().any(|j| !j) {
+            return Vec::new();
+        }
+        self.phase = SessionPhase::SessionReady;
+        self.elected = if self.options.election {
+            elect_coordinator(&self.keys, self.election_method)
+                .ok()
+                .map(|e| e.coordinator_index)
+        } else {
+            None
+        };
+        vec![
+            Action::Emit(CoordinatorEvent::SessionCreated(self.session_id)),
+            Action::Emit(CoordinatorEvent::SessionReady {
+                request_id: self.request_id,
+                session_id: self.session_id,
+            }),
+        ]
+    }
+
+    pub(super) fn generate_nonce<R: CryptoRng + ?Sized>(&mut self, rng: &mut R) -> PublicNonce {
+        let agg_pk = self.key_agg.nonce_gen_agg_pk();
+        let (secnonce, pubnonce) = nonce_gen(
+            rng,
+            self.keypair.public_key(),
+            NonceGenInputs {
+                secret_key: Some(self.keypair.secret_key()),
+                aggregate_pubkey: Some(&agg_pk),
+                message: Some(&self.announcement.message),
+                extra_input: Some(&nonce_extra_input(
+                    &self.session_id,
+                    &self.announcement_digest,
+                )),
+            },
+        );
+        self.secnonce = Some(secnonce);
+        self.nonce_drawn = true;
+        pubnonce
+    }
+
+    /// Phase 0: generate our nonce and publish only its commitment.
+    pub fn publish_nonce_commitment<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Millis,
+    ) -> Result<Vec<Action>, Misuse> {
+        if !self.commitments_enabled {
+            return Err(Misuse("nonce commitments are disabled".into()));
+        }
+        if self.phase != SessionPhase::SessionReady {
+            return Err(Misuse(format!(
+                "cannot commit to a nonce in phase {}",
+                self.phase
+            )));
+        }
+        let pubnonce = self.generate_nonce(rng);
+        let commitment =
+            NonceCommitment::commit(&self.session_id, &self.keypair.public_key(), &pubnonce);
+        self.set(Slot::Nonce, self.me, SlotValue::Nonce(pubnonce));
+        self.set(Slot::Commitment, self.me, SlotValue::Commitment(commitment));
+        let signed = self.sign_statement(Statement::NonceCommitment(commitment));
+        self.store_signed(&signed);
+        self.phase = SessionPhase::NonceCommit;
+        self.progress(now);
+        let mut actions = vec![Action::SendToAll(Body::NonceCommit {
+            signer_index: self.me as u32,
+            commitment,
+            signature: signed.signature,
+        })];
+        actions.extend(self.check_commitments_complete());
+        Ok(actions)
+    }
+
+    pub(super) fn check_commitments_complete(&mut self) -> Vec<Action> {
+        if self.phase == SessionPhase::NonceCommit && self.commitments.iter().all(Option::is_some) {
+            vec![Action::Emit(CoordinatorEvent::NonceCommitmentsComplete(
+                self.session_id,
+            ))]
+        } else {
+            Vec::new()
+        }
+    }
+
+    pub fn on_commitment(
+        &mut self,
+        index: usize,
+        commitment: NonceCommitment,
+        signature: Signature,
+        now: Millis,
+    ) -> Result<Vec<Action>, Fault> {
+        if self.commitments.get(index).is_some_and(Option::is_some) {
+            return Err(Fault::blame(
+                ErrorCode::InvalidContribution,
+                index,
+                "second nonce commitment",
+            ));
+        }
+        let signed = self.signed_by(index, Statement::NonceCommitment(commitment), signature)?;
+        self.store_signed(&signed);
+        self.set(Slot::Commitment, index, SlotValue::Commitment(commitment));
+        self.progress(now);
+        Ok(self.check_commitments_complete())
+    }
+
+    /// Round 1: reveal our nonce.
+    pub fn start_round1<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Millis,
+    ) -> Result<Vec<Action>, Misuse> {
+        let pubnonce = if self.commitments_enabled {
+            if self.phase != SessionPhase::NonceCommit
+                || !self.commitments.iter().all(Option::is_some)
+            {
+                return Err(Misuse("round 1 needs every nonce commitment first".into()));
+            }
+            self.nonces
+                .get(self.me)
+                .copied()
+                .flatten()
+                .ok_or_else(|| Misuse("our nonce is missing".into()))?
+        } else {
+            if self.phase != SessionPhase::SessionReady {
+                return Err(Misuse(format!(
+                    "cannot start round 1 in phase {}",
+                    self.phase
+                )));
+            }
+            let nonce = self.generate_nonce(rng);
+            self.set(Slot::Nonce, self.me, SlotValue::Nonce(nonce));
+            nonce
+        };
+        let signed = self.sign_statement(Statement::PublicNonce(pubnonce));
+        self.store_signed(&signed);
+        self.phase = SessionPhase::NonceExchange;
+        self.progress(now);
+        let mut actions = vec![Action::SendToAll(Body::NonceShare {
+            signer_index: self.me as u32,
+            nonce: pubnonce,
+            signature: signed.signature,
+        })];
+        actions.extend(
+            self.check_round1_complete()
+                .map_err(|f| Misuse(f.message))?,
+        );
+        Ok(actions)
+    }
+
+    pub fn on_nonce(
+        &mut self,
+        index: usize,
+        nonce: PublicNonce,
+        signature: Signature,
+        now: Millis,
+    ) -> Result<Vec<Action>, Fault> {
+        if index == self.me {
+            return Err(Fault::blame(
+                ErrorCode::InvalidContribution,
+                index,
+                "a peer sent our own nonce",
+            ));
+        }
+        if self.context.is_some() || self.nonces.get(index).is_some_and(Option::is_some) {
+            return Err(Fault::blame(
+                ErrorCode::InvalidContribution,
+                index,
+                "second nonce",
+            ));
+        }
+        let signed = self.signed_by(index, Statement::PublicNonce(nonce), signature)?;
+        if self.commitments_enabled {
+            let signer = self.keys.get(index).copied();
+            let commitment = self.commitments.get(index).copied().flatten();
+            let signed_commitment = self.signed_commitments.get(index).copied().flatten();
+            match (signer, commitment, signed_commitment) {
+                (Some(key), Some(c), Some(sc)) => c
+                    .verify(&self.session_id, &key, index, &nonce)
+                    .map_err(|_| {
+                    Fault::proven(
+                        ErrorCode::NonceCommitmentMismatch,
+                        index,
+                        "nonce does not open its commitment",
+                        Evidence::CommitmentMismatch {
+                            commitment: sc,
+                            nonce: signed,
+                        },
+                    )
+                })?,
+                _ => {
+                    return Err(Fault::blame(
+                        ErrorCode::InvalidContribution,
+                        index,
+                        "nonce before its commitment",
+                    ));
+                }
+            }
+        }
+        self.store_signed(&signed);
+        self.set(Slot::Nonce, index, SlotValue::Nonce(nonce));
+        self.progress(now);
+        self.check_round1_complete()
+    }
+
+    pub(super) fn check_round1_complete(&mut self) -> Result<Vec<Action>, Fault> {
+        if self.phase != SessionPhase::NonceExchange || self.context.is_some() {
+            return Ok(Vec::new());
+        }
+        let Some(nonces) = self
+            .nonces
+            .iter()
+            .copied()
+            .collect::<Option<Vec<PublicNonce>>>()
+        else {
+            return Ok(Vec::new());
+        };
+        let context = SessionContext::new(
+            &self.key_agg,
+            &nonce_agg(&nonces),
+            &self.announcement.message,
+        )
+        .map_err(|e| Fault::nobody(ErrorCode::AggregationFailed, e.to_string()))?;
+        let commitments: Option<Vec<NonceCommitment>> = if self.commitments_enabled {
+            self.commitments.iter().copied().collect()
+        } else {
+            None
+        };
+        self.transcript = Some(musig2_core::evidence::transcript(
+            &self.session_id,
+            &self.announcement_digest,
+            commitments.as_deref(),
+            &nonces,
+        ));
+        self.context = Some(context);
+        Ok(vec![Action::Emit(CoordinatorEvent::Round1Complete(
+            self.session_id,
+        ))])
+    }
+
+    /// Round 2: sign (consuming our secret nonce) and send the partial signature.
+    pub fn start_round2(&mut self, now: Millis) -> Result<Vec<Action>, Misuse> {
+        if self.phase != SessionPhase::NonceExchange {
+            return Err(Misuse(format!(
+                "cannot start round 2 in phase {}",
+                self.phase
+            )));
+        }
+        let context = self
+            .context
+            .as_ref()
+            .ok_or_else(|| Misuse("round 1 is not complete".into()))?;
+        let secnonce = self
+            .secnonce
+            .take()
+            .ok_or_else(|| Misuse("our secret nonce is gone".into()))?;
+        let transcript = self
+            .transcript
+            .ok_or_else(|| Misuse("round 1 is not complete".into()))?;
+        let psig =
+            sign(secnonce, &self.keypair, self.me, context).map_err(|e| Misuse(e.to_string()))?;
+        self.set(Slot::Psig, self.me, SlotValue::Psig(psig));
+        let signed = self.sign_statement(Statement::PartialSignature {
+            partial_sig: psig,
+            transcript,
+        });
+        self.phase = SessionPhase::PartialSigExchange;
+        self.progress(now);
+        let mut actions = vec![Action::SendToAll(Body::PartialSigShare {
+            signer_index: self.me as u32,
+            partial_sig: psig,
+            transcript,
+            signature: signed.signature,
+        })];
+        actions.extend(self.check_complete().map_err(|f| Misuse(f.message))?);
+        Ok(actions)
+    }
+
+    /// A partial signature, verified on arrival against our transcript. A
+    /// partial signature over another view is not verified (its signer may
+    /// be honest and shown other nonces): we send that signer our view, so
+    /// that an equivocation shows, and the session waits for the proof.
+    pub fn on_partial_sig(
+        &mut self,
+        index: usize,
+        psig: PartialSignature,
+        transcript: [u8; 32],
+        signature: Signature,
+        now: Millis,
+    ) -> Result<Vec<Action>, Fault> {
+        if index == self.me || self.psigs.get(index).is_some_and(Option::is_some) {
+            return Err(Fault::blame(
+                ErrorCode::InvalidContribution,
+                index,
+                "second partial signature",
+            ));
+        }
+        let share = self.signed_by(
+            index,
+            Statement::PartialSignature {
+                partial_sig: psig,
+                transcript,
+            },
+            signature,
+        )?;
+        let (Some(context), Some(Some(nonce)), Some(ours)) =
+            (&self.context, self.nonces.get(index), self.transcript)
+        else {
+            return Err(Fault::blame(
+                ErrorCode::InvalidContribution,
+                index,
+                "partial signature before round 1",
+            ));
+        };
+        if transcript != ours {
+            self.progress(now);
+            if self.view_mismatch.contains(&index) {
+                return Ok(Vec::new());
+            }
+            self.view_mismatch.push(index);
+            info!(session = %hex::encode(self.session_id), signer = index, "round-2 transcripts differ; views exchanged");
+            return Ok(vec![Action::SendTo(index, self.view_body())]);
+        }
+        if partial_sig_verify(context, &psig, nonce, index).is_err() {
+            let evidence = Evidence::InvalidPartialSignature {
+                share,
+                commitments: self.signed_commitments.iter().flatten().copied().collect(),
+                nonces: self.signed_nonces.iter().flatten().copied().collect(),
+            };
+            return Err(Fault::proven(
+                ErrorCode::InvalidPartialSignature,
+                index,
+                format!("signer {index}: invalid partial signature"),
+                evidence,
+            ));
+        }
+        self.set(Slot::Psig, index, SlotValue::Psig(psig));
+        self.progress(now);
+        self.check_complete()
+    }
+
+    pub(super) fn check_complete(&mut self) -> Result<Vec<Action>, Fault> {
+        if self.phase != SessionPhase::PartialSigExchange {
+            return Ok(Vec::new());
+        }
+        let (Some(context), Some(psigs)) = (
+            &self.context,
+            self.psigs
+                .iter()
+                .copied()
+                .collect::<Option<Vec<PartialSignature>>>(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let signature = partial_sig_agg(context, &psigs);
+        musig2_core::verify(context, &signature).map_err(|_| {
+            Fault::nobody(
+                ErrorCode::AggregationFailed,
+                "the aggregate signature does not verify",
+            )
+        })?;
+        self.final_signature = Some(signature);
+        self.phase = SessionPhase::Complete;
+        let mut actions = vec![Action::Emit(CoordinatorEvent::SessionComplete {
+            session_id: self.session_id,
+            signature,
+        })];
+        if self.elected.is_some() {
+            if self.options.failover {
+                let priority = coordinator_priority_list(&self.keys, self.election_method);
+                self.failover = Some(Failover::new(priority));
+            }
+            actions.extend(self.should_broadcast());
+        }
+        Ok(actions)
+    }
+}
