@@ -52,6 +52,21 @@ async fn failure(node: &mut ClusterNode, session: [u8; 32]) -> Failure {
     .unwrap()
 }
 
+/// What `node`'s `BroadcastConfirmed` for `session` rests on.
+async fn confirmation(
+    node: &mut ClusterNode,
+    session: [u8; 32],
+) -> musig2_coordinator::ConfirmationBasis {
+    node.wait_for(WAIT, |e| match e {
+        CoordinatorEvent::BroadcastConfirmed { session_id, basis } if *session_id == session => {
+            Some(*basis)
+        }
+        _ => None,
+    })
+    .await
+    .unwrap()
+}
+
 /// Neither of `honest` holds anything against the other.
 fn honest_pair_is_clean(cluster: &LocalCluster, honest: [usize; 2]) {
     for (a, b) in [(honest[0], honest[1]), (honest[1], honest[0])] {
@@ -420,17 +435,7 @@ async fn a_broadcast_confirmation_says_what_it_rests_on() {
         .unwrap();
     let index = index_of(&cluster, session, coordinator);
     for (i, node) in cluster.nodes.iter_mut().enumerate() {
-        let basis = node
-            .wait_for(WAIT, |e| match e {
-                CoordinatorEvent::BroadcastConfirmed { session_id, basis }
-                    if *session_id == session =>
-                {
-                    Some(*basis)
-                }
-                _ => None,
-            })
-            .await
-            .unwrap();
+        let basis = confirmation(node, session).await;
         let expected = if i == coordinator {
             musig2_coordinator::ConfirmationBasis::Local { txid: Some(txid) }
         } else {
@@ -668,17 +673,7 @@ async fn a_reported_broadcast_is_checked_through_chronik() {
         .notify_broadcast(session, Some(txid))
         .unwrap();
     for t in others {
-        let basis = cluster.nodes[t]
-            .wait_for(WAIT, |e| match e {
-                CoordinatorEvent::BroadcastConfirmed { session_id, basis }
-                    if *session_id == session =>
-                {
-                    Some(*basis)
-                }
-                _ => None,
-            })
-            .await
-            .unwrap();
+        let basis = confirmation(&mut cluster.nodes[t], session).await;
         assert_eq!(
             basis,
             musig2_coordinator::ConfirmationBasis::ChronikSeen {
