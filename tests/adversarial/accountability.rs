@@ -764,3 +764,74 @@ async fn a_selective_abort_is_relayed_and_names_its_author() {
     honest_pair_is_clean(&cluster, [0, 1]);
     cluster.shutdown().await;
 }
+
+/// A backup whose failover clock runs ahead reports its broadcast before
+/// the others have moved to it: the report confirms nothing at once, and is
+/// judged when each node's own failover reaches that backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backups_early_finalization_counts_once_failover_reaches_it() {
+    let clock = Arc::new(ManualClock::new(now_ms()));
+    let cfg = CoordinatorConfig {
+        broadcast_timeout: Duration::from_secs(60),
+        ..config()
+    };
+    let mut cluster = LocalCluster::start_with_clock(3, cfg, clock.clone())
+        .await
+        .unwrap();
+    let (session, _) = cluster
+        .sign_until_complete([74; 32], SigningMetadata::default(), &mut |_, _| {})
+        .await
+        .unwrap();
+    let coordinator = (0..3)
+        .find(|i| cluster.nodes[*i].coordinator.is_coordinator(session))
+        .unwrap();
+    // The first backup, by the election's priority order.
+    let info = cluster.nodes[0].coordinator.get_session(session).unwrap();
+    let priority = musig2_election::coordinator_priority_list(
+        &info.signers,
+        musig2_election::ElectionMethod::Lexicographic,
+    );
+    let backup_index = priority[1];
+    let backup = (0..3)
+        .find(|t| index_of(&cluster, session, *t) == backup_index)
+        .unwrap();
+    assert_ne!(backup, coordinator);
+    let signature = info.final_signature.unwrap();
+    let from = &cluster.nodes[backup];
+    for t in (0..3).filter(|t| *t != backup) {
+        let body = byzantine::finalized_body(&from.keypair, session, backup_index, signature, None);
+        Byzantine::send_as(from, &cluster.nodes[t], session, 1_000, body).await;
+    }
+    // Nothing confirmed yet: the report waits at both receivers.
+    for t in (0..3).filter(|t| *t != backup) {
+        let node = &cluster.nodes[t];
+        wait_until(|| node.coordinator.counters().late_messages >= 1).await;
+        let f = node.coordinator.get_session(session).unwrap();
+        assert_ne!(f.coordinator_index, Some(backup_index));
+    }
+    clock.advance(60_000);
+    for t in 0..3 {
+        let backup = cluster.nodes[t]
+            .wait_for(WAIT, |e| match e {
+                CoordinatorEvent::CoordinatorFailed { session_id, .. }
+                    if *session_id == session =>
+                {
+                    Some(())
+                }
+                _ => None,
+            })
+            .await;
+        assert!(backup.is_ok());
+    }
+    for t in (0..3).filter(|t| *t != backup) {
+        let basis = confirmation(&mut cluster.nodes[t], session).await;
+        assert_eq!(
+            basis,
+            musig2_coordinator::ConfirmationBasis::CoordinatorWord {
+                coordinator_index: backup_index,
+                txid: None
+            }
+        );
+    }
+    cluster.shutdown().await;
+}
