@@ -239,7 +239,7 @@ fn security_doc_names_real_tests() -> Result<()> {
         include_str!("../../musig2-election/tests/vectors.rs"),
         include_str!("../../musig2-election/tests/properties.rs"),
         include_str!("../../musig2-election/src/failover.rs"),
-        include_str!("../../musig2-coordinator/src/session.rs"),
+        include_str!("../../musig2-coordinator/src/session/tests.rs"),
         include_str!("../../musig2-core/src/evidence.rs"),
         LIVE_PATH_TESTS,
     ]
