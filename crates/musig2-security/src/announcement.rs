@@ -21,6 +21,7 @@ use musig2_core::hash::sha256;
 use musig2_core::{Keypair, PublicKey, Signature, schnorr};
 
 use crate::encoding::Writer;
+use crate::identity_claim::IdentityClaim;
 use crate::ids::{PeerId, SessionId};
 use crate::rule::{Malformation, SignedObject, Violation};
 use crate::time::Millis;
@@ -28,12 +29,12 @@ use crate::time::Millis;
 /// The version of [`SessionAnnouncement`] this build speaks.
 pub const SESSION_ANNOUNCEMENT_VERSION: u8 = 3;
 /// The version of [`SignerAdvertisement`] this build speaks.
-pub const SIGNER_ADVERTISEMENT_VERSION: u8 = 1;
+pub const SIGNER_ADVERTISEMENT_VERSION: u8 = 2;
 
 /// Domain tag of a session announcement's signed bytes.
 pub const SESSION_ANNOUNCEMENT_TAG: &[u8] = b"lotus-musig2/session-announcement/v3\0";
 /// Domain tag of a signer advertisement's signed bytes.
-pub const SIGNER_ADVERTISEMENT_TAG: &[u8] = b"lotus-musig2/signer-advertisement/v1\0";
+pub const SIGNER_ADVERTISEMENT_TAG: &[u8] = b"lotus-musig2/signer-advertisement/v2\0";
 /// Domain tag of a signing request id.
 pub const REQUEST_ID_TAG: &[u8] = b"lotus-musig2/request-id/v1\0";
 /// Domain tag of a session id.
@@ -420,6 +421,9 @@ pub struct SignerAdvertisement {
     pub created_at: Millis,
     /// Expiry time (ms since the epoch).
     pub expires_at: Millis,
+    /// The signer's burn identity, if it has one (checked by peers that
+    /// enable burn identities, against their own indexer).
+    pub identity: Option<IdentityClaim>,
     /// Lotus Schnorr signature by `pubkey` over [`Signed::digest`].
     pub signature: Signature,
 }
@@ -442,9 +446,17 @@ impl SignerAdvertisement {
             transaction_types,
             created_at,
             expires_at,
+            identity: None,
             signature: unsigned(),
         }
         .sign(keypair)
+    }
+
+    /// The same advertisement carrying `identity`, signed again.
+    #[must_use]
+    pub fn with_identity(mut self, identity: IdentityClaim, keypair: &Keypair) -> Self {
+        self.identity = Some(identity);
+        self.sign(keypair)
     }
 
     /// Structural checks (no signature): version, at least one transaction
@@ -459,6 +471,9 @@ impl SignerAdvertisement {
         }
         if self.transaction_types.is_empty() {
             return Err(Malformation::NoTransactionTypes.into());
+        }
+        if let Some(claim) = &self.identity {
+            claim.validate(&self.pubkey)?;
         }
         if self.expires_at <= self.created_at {
             return Err(Malformation::ExpiryNotAfterCreation {
@@ -595,6 +610,7 @@ impl Signed for SignerAdvertisement {
             w.varint(t.wire_index());
         }
         w.varint(self.created_at).varint(self.expires_at);
+        w.option(self.identity.as_ref(), |w, c| c.encode(w));
         w.finish()
     }
 
@@ -780,6 +796,7 @@ mod tests {
         transaction_types: &'a [TransactionType],
         created_at: u64,
         expires_at: u64,
+        identity: &'a Option<IdentityClaim>,
     }
 
     #[test]
@@ -882,9 +899,59 @@ mod tests {
         assert!(stripped.verify_signature().is_err());
     }
 
+    /// A claim with one rotation, ending at `kp`'s key.
+    fn sample_claim(kp: &Keypair) -> IdentityClaim {
+        use crate::identity_claim::{ClaimedOutPoint, ClaimedRotation};
+        IdentityClaim {
+            burn: ClaimedOutPoint {
+                txid: [7; 32],
+                vout: 300,
+            },
+            registered_key: keypair(10).public_key(),
+            ownership_signature: Signature::from_bytes(&[1; 64]),
+            rotations: vec![ClaimedRotation {
+                new_key: kp.public_key(),
+                old_key_signature: Signature::from_bytes(&[2; 64]),
+                new_key_signature: Signature::from_bytes(&[3; 64]),
+                burn: ClaimedOutPoint {
+                    txid: [8; 32],
+                    vout: 1,
+                },
+            }],
+        }
+    }
+
+    #[test]
+    fn an_identity_claim_must_end_at_the_advertised_key_and_be_short() {
+        let (ad, kp) = sample_advertisement();
+        let claimed = ad.clone().with_identity(sample_claim(&kp), &kp);
+        assert!(claimed.validate().is_ok());
+        assert!(claimed.verify_signature().is_ok());
+        assert_ne!(claimed.digest(), ad.digest(), "the claim is signed");
+        let other = ad.clone().with_identity(sample_claim(&keypair(11)), &kp);
+        assert_eq!(
+            other.validate(),
+            Err(Malformation::IdentityKeyMismatch.into())
+        );
+        let mut long = sample_claim(&kp);
+        let step = long.rotations[0].clone();
+        long.rotations = vec![step; crate::identity_claim::MAX_CLAIMED_ROTATIONS + 1];
+        assert!(matches!(
+            ad.with_identity(long, &kp).validate(),
+            Err(Violation::Malformed(Malformation::TooManyRotations { .. }))
+        ));
+    }
+
     #[test]
     fn advertisement_signing_bytes_are_tag_plus_postcard_body() {
-        let (ad, _) = sample_advertisement();
+        let (plain, kp) = sample_advertisement();
+        let claimed = plain.clone().with_identity(sample_claim(&kp), &kp);
+        for ad in [plain, claimed] {
+            advertisement_encodings_agree(&ad);
+        }
+    }
+
+    fn advertisement_encodings_agree(ad: &SignerAdvertisement) {
         let body = postcard::to_allocvec(&AdvertisementBody {
             version: ad.version,
             peer_id: &ad.peer_id,
@@ -893,16 +960,17 @@ mod tests {
             transaction_types: &ad.transaction_types,
             created_at: ad.created_at,
             expires_at: ad.expires_at,
+            identity: &ad.identity,
         })
         .unwrap();
         assert_eq!(
             ad.signing_bytes(),
             [SIGNER_ADVERTISEMENT_TAG, body.as_slice()].concat()
         );
-        let wire = postcard::to_allocvec(&ad).unwrap();
+        let wire = postcard::to_allocvec(ad).unwrap();
         assert_eq!(wire, [body.as_slice(), &ad.signature.to_bytes()].concat());
         assert_eq!(
-            postcard::from_bytes::<SignerAdvertisement>(&wire).unwrap(),
+            &postcard::from_bytes::<SignerAdvertisement>(&wire).unwrap(),
             ad
         );
     }

@@ -6,6 +6,7 @@ pub mod content;
 mod encoding;
 mod events;
 mod ids;
+pub mod identity_claim;
 pub mod limits;
 mod manager;
 mod metrics;
@@ -25,6 +26,7 @@ pub use announcement::{
     request_id, session_id,
 };
 pub use content::Delivery;
+pub use identity_claim::{ClaimedOutPoint, ClaimedRotation, IdentityClaim};
 pub use events::SecurityEvent;
 pub use ids::{ParseSessionIdError, PeerId, SessionId};
 pub use limits::SecurityConfig;

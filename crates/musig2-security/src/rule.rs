@@ -248,6 +248,18 @@ pub enum Malformation {
     /// A signer advertisement with no transaction types.
     #[error("no transaction types")]
     NoTransactionTypes,
+    /// An identity claim with more rotations than
+    /// [`MAX_CLAIMED_ROTATIONS`](crate::identity_claim::MAX_CLAIMED_ROTATIONS).
+    #[error("identity claim with {count} rotations, more than the limit of {max}")]
+    TooManyRotations {
+        /// The claim's rotation count.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An identity claim whose key chain does not end at the advertised key.
+    #[error("the identity claim does not end at the advertised key")]
+    IdentityKeyMismatch,
     /// A signing request with more signers than `max_signers_per_request`.
     #[error("{count} signers, more than the limit of {max}")]
     TooManySigners {
