@@ -64,6 +64,9 @@ pub(crate) struct NodeConfig {
     /// Kademlia server mode.
     #[serde(default = "yes")]
     dht_server: bool,
+    /// How long a co-signer's key is looked for (directory, then DHT)
+    /// before a request naming it fails (default 30).
+    discovery_timeout_secs: Option<u64>,
     /// Stop after this many completed sessions (default: run until killed).
     exit_after: Option<u32>,
     /// A signing request this node announces once it starts.
@@ -77,6 +80,8 @@ pub(crate) struct NodeConfig {
     /// Daemon mode: which requests to sign (`"manual"`, `"auto"` or rules).
     #[serde(default)]
     approve: daemon::consent::ApproveConfig,
+    /// Burn identities (needs `data_dir`).
+    identity: Option<daemon::IdentityConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +95,10 @@ struct AnnounceConfig {
     input_script_type: Option<String>,
     /// Free text.
     purpose: Option<String>,
+}
+
+fn needs_identities(approve: &daemon::consent::ApproveConfig) -> bool {
+    matches!(approve, daemon::consent::ApproveConfig::Rules(r) if r.min_identity_reputation.is_some())
 }
 
 fn default_election() -> String {
@@ -156,7 +165,7 @@ pub(crate) async fn start(config: &NodeConfig, auto_join: bool) -> Result<Starte
         .parse()
         .map_err(|e| anyhow::anyhow!("election: {e}"))?;
     let allowed = parse_keys(&config.allowed_cosigners)?;
-    let daemon_setup = daemon::Setup::from_config(
+    let mut daemon_setup = daemon::Setup::from_config(
         config.data_dir.as_deref(),
         config.api.as_ref(),
         config.metrics.as_ref(),
@@ -185,6 +194,31 @@ pub(crate) async fn start(config: &NodeConfig, auto_join: bool) -> Result<Starte
         )),
         None => None,
     };
+    let identity = daemon::identities::gate(config.identity.as_ref(), config.data_dir.as_deref())?;
+    match (&mut daemon_setup, &identity) {
+        (Some(setup), Some(gate)) => setup.set_identities(gate.manager().clone()),
+        (_, None) if needs_identities(&config.approve) => {
+            bail!("approve.min_identity_reputation needs [identity] enabled = true")
+        }
+        _ => {}
+    }
+    if let Some(claim) = identity
+        .as_ref()
+        .and_then(|g| Some((g.clone(), g.own_claim(&keypair)?)))
+    {
+        // Our own burn, checked as a peer will check it: a warning now
+        // beats silently refused advertisements later.
+        let (gate, claim) = claim;
+        tokio::spawn(async move {
+            let now = lotus_musig2::security::Clock::now_ms(&lotus_musig2::security::SystemClock);
+            match gate.check(&claim, now).await {
+                Ok(id) => tracing::info!(%id, "our burn identity is registered"),
+                Err(reason) => {
+                    tracing::warn!(%reason, "our burn identity does not check out: peers will refuse our advertisements")
+                }
+            }
+        });
+    }
     let coordinator_config = CoordinatorConfig {
         election_method: method,
         enable_nonce_commitment: config.nonce_commitments,
@@ -192,6 +226,11 @@ pub(crate) async fn start(config: &NodeConfig, auto_join: bool) -> Result<Starte
         join_policy: policy,
         allow_blind_signing: config.allow_blind_signing,
         broadcast_check,
+        identity,
+        discovery_timeout: config.discovery_timeout_secs.map_or(
+            CoordinatorConfig::default().discovery_timeout,
+            Duration::from_secs,
+        ),
         ..CoordinatorConfig::default()
     }
     .with_env_overrides()?;

@@ -83,6 +83,11 @@ enum RpcCall {
     Events,
     /// `GET /v1/peers`.
     Peers,
+    /// `GET /v1/identities/{ID}`: a burn identity, its keys and reputation.
+    Identity {
+        /// The identity id.
+        identity_id: String,
+    },
 }
 
 fn endpoint(args: &RpcArgs) -> Result<(String, String)> {
@@ -150,6 +155,7 @@ async fn call(args: &RpcArgs) -> Result<Outcome> {
         RpcCall::Close { session_id } => ("DELETE", format!("/v1/sessions/{session_id}"), None),
         RpcCall::Events => return events(&client, &url, &token).await,
         RpcCall::Peers => ("GET", "/v1/peers".to_string(), None),
+        RpcCall::Identity { identity_id } => ("GET", format!("/v1/identities/{identity_id}"), None),
     };
     let method = reqwest::Method::from_bytes(method.as_bytes()).context("method")?;
     let mut request = client

@@ -81,6 +81,10 @@ pub struct CoordinatorConfig {
     /// once the transaction id it names is found there (one without a txid
     /// confirms nothing); without one, the coordinator's signed word does.
     pub broadcast_check: Option<Arc<musig2_identity::chronik::ChronikClient>>,
+    /// Burn identities (`enableBurnBasedIdentity`): advertisements' identity
+    /// claims are checked through Chronik, co-signers' identity reputation
+    /// follows session outcomes, and ours is claimed. `None`: off.
+    pub identity: Option<crate::identity::IdentityGate>,
     /// Completed sessions kept (signature, failover) after their security
     /// slot is released; beyond it the oldest is forgotten.
     pub completed_capacity: usize,
@@ -121,6 +125,7 @@ impl Default for CoordinatorConfig {
             round_timeout: Duration::from_secs(120),
             broadcast_timeout: Duration::from_secs(300),
             broadcast_check: None,
+            identity: None,
             join_timeout: Duration::from_secs(10 * 60),
             completed_capacity: 1024,
             sweep_interval: Duration::from_millis(250),

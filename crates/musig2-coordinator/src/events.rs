@@ -210,6 +210,29 @@ pub enum CoordinatorEvent {
     Peer(PeerEvent),
     /// `peer:blacklisted`, `peer:graylisted`, `peer:should-ban`.
     Security(SecurityEvent),
+    /// A signer advertisement was refused for its burn identity (fake,
+    /// immature or too small a burn, a bad signature, a banned identity, or
+    /// none where one is required): its key does not enter the directory.
+    IdentityRefused {
+        /// The advertised key.
+        pubkey: PublicKey,
+        /// The advertised peer id.
+        peer_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// A co-signer's identity reputation changed: +2 for a completed
+    /// session, −5 for a proven fault (banned at 0).
+    IdentityReputation {
+        /// The identity id.
+        identity_id: [u8; 32],
+        /// The co-signer's key.
+        pubkey: PublicKey,
+        /// The new score (0–100).
+        score: u8,
+        /// Whether the identity is now banned.
+        banned: bool,
+    },
     /// A verified signing request that names one of our keys was refused:
     /// its transaction does not check out (e.g. its message is not the
     /// sighash this node computed), it is blind and blind signing is off, or

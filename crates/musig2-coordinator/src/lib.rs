@@ -8,6 +8,7 @@ pub mod events;
 pub mod evidence;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+pub mod identity;
 mod session;
 pub mod txrequest;
 pub mod wire;

@@ -5,8 +5,8 @@ pub mod announcement;
 pub mod content;
 mod encoding;
 mod events;
-mod ids;
 pub mod identity_claim;
+mod ids;
 pub mod limits;
 mod manager;
 mod metrics;
@@ -26,8 +26,8 @@ pub use announcement::{
     request_id, session_id,
 };
 pub use content::Delivery;
-pub use identity_claim::{ClaimedOutPoint, ClaimedRotation, IdentityClaim};
 pub use events::SecurityEvent;
+pub use identity_claim::{ClaimedOutPoint, ClaimedRotation, IdentityClaim};
 pub use ids::{ParseSessionIdError, PeerId, SessionId};
 pub use limits::SecurityConfig;
 pub use manager::SecurityManager;

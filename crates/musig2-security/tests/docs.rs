@@ -175,6 +175,7 @@ const LIVE_PATH_TESTS: &str = concat!(
     include_str!("../../../tests/adversarial/strangers.rs"),
     include_str!("../../../tests/p2p_signing.rs"),
     include_str!("../../musig2-net/tests/adversarial.rs"),
+    include_str!("../../lotus-musig2-cli/tests/identities.rs"),
 );
 
 /// Every attack in the threat table of docs/SECURITY.md that names a proof
@@ -241,6 +242,8 @@ fn security_doc_names_real_tests() -> Result<()> {
         include_str!("../../musig2-election/src/failover.rs"),
         include_str!("../../musig2-coordinator/src/session/tests.rs"),
         include_str!("../../musig2-core/src/evidence.rs"),
+        include_str!("../../musig2-identity/tests/persistence.rs"),
+        include_str!("../../musig2-identity/tests/rotation.rs"),
         LIVE_PATH_TESTS,
     ]
     .concat();

@@ -211,6 +211,9 @@ fn router(state: AppState) -> Router {
         .route("/v1/sessions/{session_id}", get(session).delete(close))
         .route("/v1/events", get(events))
         .route("/v1/peers", get(peers))
+        .route("/v1/identities", post(register_identity))
+        .route("/v1/identities/{identity_id}", get(identity))
+        .route("/v1/identities/{identity_id}/rotate", post(rotate_identity))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
@@ -274,6 +277,23 @@ async fn close(State(s): State<AppState>, UrlPath(id): UrlPath<String>) -> ApiRe
 
 async fn peers(State(s): State<AppState>) -> ApiResult {
     s.daemon.peers().await.map(axum::Json)
+}
+
+async fn register_identity(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let out = s.daemon.register_identity(&body).await?;
+    Ok((StatusCode::CREATED, axum::Json(out)).into_response())
+}
+
+async fn identity(State(s): State<AppState>, UrlPath(id): UrlPath<String>) -> ApiResult {
+    s.daemon.identity(&id).map(axum::Json)
+}
+
+async fn rotate_identity(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> ApiResult {
+    s.daemon.rotate_identity(&id, &body).await.map(axum::Json)
 }
 
 /// `GET /v1/events`: every event from now on, in order, as SSE (`id` is the

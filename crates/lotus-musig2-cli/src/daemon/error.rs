@@ -56,6 +56,12 @@ pub enum ApiError {
     /// The session store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An upstream service (the Chronik indexer) failed.
+    #[error("{0}")]
+    Upstream(String),
+    /// Something failed on our side (e.g. the identity store).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -74,7 +80,8 @@ impl ApiError {
                 CoordinatorError::SignerNotFound(_) | CoordinatorError::Net(_) => 502,
                 _ => 500,
             },
-            Self::Store(_) => 500,
+            Self::Store(_) | Self::Internal(_) => 500,
+            Self::Upstream(_) => 502,
         }
     }
 
@@ -97,6 +104,8 @@ impl ApiError {
                 _ => "internal",
             },
             Self::Store(_) => "store",
+            Self::Upstream(_) => "upstream",
+            Self::Internal(_) => "internal",
         }
     }
 

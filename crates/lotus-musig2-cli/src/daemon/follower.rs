@@ -219,6 +219,27 @@ impl Daemon {
                 };
                 self.publish(name, json!({"peer_id": peer.to_string()}));
             }
+            CoordinatorEvent::IdentityRefused {
+                pubkey,
+                peer_id,
+                reason,
+            } => {
+                self.publish(
+                    "identity-refused",
+                    json!({"pubkey": pubkey.to_string(), "peer_id": peer_id, "reason": reason}),
+                );
+            }
+            CoordinatorEvent::IdentityReputation {
+                identity_id,
+                pubkey,
+                score,
+                banned,
+            } => {
+                self.publish(
+                    "identity-reputation",
+                    json!({"identity_id": hex::encode(identity_id), "pubkey": pubkey.to_string(), "score": score, "banned": banned}),
+                );
+            }
             CoordinatorEvent::Security(s) => {
                 self.publish(
                     "security",

@@ -11,13 +11,15 @@
 //! errors), `setup` (start and shutdown), `requests` (the wallet's requests
 //! and the operator's answers), `views` (read-only JSON), `records` (the
 //! session records and their metrics), `follower` (the coordinator-event
-//! task), `consent` (the policy), `store`, `metrics`, `api` (HTTP).
+//! task), `consent` (the policy), `identities` (burn identities and their
+//! endpoints), `store`, `metrics`, `api` (HTTP).
 
 pub mod api;
 mod config;
 pub mod consent;
 mod error;
 mod follower;
+pub mod identities;
 pub mod metrics;
 mod records;
 mod requests;
@@ -39,6 +41,7 @@ pub use lotus_musig2::coordinator::{RequestId, SessionId};
 
 pub use config::{ApiConfig, MetricsConfig};
 pub use error::{ApiError, DaemonError};
+pub use identities::IdentityConfig;
 pub use setup::{Setup, shutdown_signal};
 
 use consent::Consent;
@@ -73,6 +76,8 @@ struct Inner {
     clock: Arc<dyn Clock + Send + Sync>,
     /// When each timed session's current phase started.
     marks: Mutex<HashMap<SessionId, Instant>>,
+    /// Burn identities, when `[identity] enabled`.
+    identities: Option<Arc<lotus_musig2::coordinator::identity::LiveIdentityManager>>,
 }
 
 fn parse_id(what: &str, text: &str) -> Result<[u8; 32], ApiError> {

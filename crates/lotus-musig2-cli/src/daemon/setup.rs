@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use lotus_musig2::coordinator::identity::LiveIdentityManager;
 use lotus_musig2::coordinator::{Coordinator, JoinDecision, JoinPolicy};
 use lotus_musig2::core::{Keypair, PublicKey};
 use lotus_musig2::security::{Clock, SystemClock};
@@ -28,6 +29,7 @@ pub struct Setup {
     clock: Arc<dyn Clock + Send + Sync>,
     registry: Metrics,
     store: Arc<SessionStore>,
+    identities: Option<Arc<LiveIdentityManager>>,
 }
 
 impl Setup {
@@ -80,7 +82,22 @@ impl Setup {
             consent: Arc::new(Mutex::new(consent)),
             clock: Arc::new(SystemClock),
             registry: Metrics::new(),
+            identities: None,
         }))
+    }
+
+    /// Burn identities: served by the API, and the consent rule
+    /// `min_identity_reputation` reads co-signers' reputation from them.
+    pub fn set_identities(&mut self, manager: Arc<LiveIdentityManager>) {
+        let lookup = Arc::clone(&manager);
+        lock(&self.consent).set_reputation(Arc::new(move |key| {
+            let id = lookup.identity_by_key(key)?;
+            lookup
+                .identity(&id)
+                .filter(|i| !i.is_banned())
+                .map(|i| i.reputation().score())
+        }));
+        self.identities = Some(manager);
     }
 
     /// The coordinator's join policy: the consent policy decides; a request
@@ -132,6 +149,7 @@ impl Setup {
                 seq: Mutex::new(0),
                 clock: self.clock,
                 marks: Mutex::new(HashMap::new()),
+                identities: self.identities,
             }),
         };
         daemon.mark_interrupted()?;
@@ -153,7 +171,7 @@ pub(super) fn save_spent_today(store: &SessionStore, consent: &Consent) -> Resul
     })
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), DaemonError> {
+pub(super) fn create_private_dir(dir: &Path) -> Result<(), DaemonError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)

@@ -239,16 +239,22 @@ impl Inner {
         let Blame::Proof(evidence) = &fault.blame else {
             return;
         };
-        let peer = {
+        let (peer, key) = {
             let state = lock(&self.state);
             let Some(session) = state.sessions.get(&session_id) else {
                 return;
             };
             match fault.signer {
-                Some(i) if i != session.me => session.peers.get(i).copied().flatten(),
-                _ => None,
+                Some(i) if i != session.me => (
+                    session.peers.get(i).copied().flatten(),
+                    session.keys.get(i).copied(),
+                ),
+                _ => (None, None),
             }
         };
+        if let Some(key) = key {
+            self.identity_proven_fault(key, fault.code.as_str());
+        }
         let Some(peer) = peer else { return };
         let object = match **evidence {
             Evidence::InvalidPartialSignature { .. } => SignedObject::PartialSignature,

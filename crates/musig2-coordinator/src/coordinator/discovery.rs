@@ -90,6 +90,11 @@ impl Inner {
             debug!(%rejection, "signer advertisement rejected");
             return Err(verdict);
         }
+        // A refused identity is the indexer's word, not proof against the
+        // peer: the copy is ignored, nobody is penalised.
+        self.check_identity(&ad, now)
+            .await
+            .map_err(|()| Verdict::Ignore)?;
         let addrs: Vec<Multiaddr> = ad
             .multiaddrs
             .iter()

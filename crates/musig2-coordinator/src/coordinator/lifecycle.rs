@@ -73,6 +73,7 @@ impl Inner {
             }
             security.close_session(&SecSessionId::from_bytes(session_id));
         }
+        self.identities_completed(session_id, now);
         for old in evicted {
             lock(&self.state).counters.completed_evicted += 1;
             self.remove(old);

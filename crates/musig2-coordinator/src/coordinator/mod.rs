@@ -23,6 +23,7 @@ mod accountability;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use accountability::judge_abort;
 mod discovery;
+mod identities;
 mod inbound;
 mod lifecycle;
 mod outbound;
@@ -231,7 +232,8 @@ impl Coordinator {
 
     /// Registers `keypair` and advertises it: a signed [`SignerAdvertisement`]
     /// stored in the DHT under `musig2-signer:<key>` and published on the
-    /// GossipSub topic of each transaction type.
+    /// GossipSub topic of each transaction type. With burn identities on and
+    /// an own burn configured, it carries this node's identity claim.
     pub async fn advertise_signer(
         &self,
         keypair: &Keypair,
@@ -246,7 +248,7 @@ impl Coordinator {
             .iter()
             .map(ToString::to_string)
             .collect();
-        let ad = SignerAdvertisement::new_signed(
+        let mut ad = SignerAdvertisement::new_signed(
             keypair,
             self.inner.peer_id.clone(),
             addrs,
@@ -254,6 +256,15 @@ impl Coordinator {
             now,
             now + ttl.as_millis() as Millis,
         );
+        if let Some(claim) = self
+            .inner
+            .config
+            .identity
+            .as_ref()
+            .and_then(|gate| gate.own_claim(keypair))
+        {
+            ad = ad.with_identity(claim, keypair);
+        }
         let bytes =
             postcard::to_allocvec(&ad).map_err(|e| CoordinatorError::Encoding(e.to_string()))?;
         let key = format!("{SIGNER_KEY_PREFIX}{}", keypair.public_key());

@@ -253,6 +253,9 @@ pub struct CoordinatorCounters {
     pub auto_dials: u64,
     /// Auto-connect dials skipped because the budget (10 a minute) was spent.
     pub auto_dials_over_budget: u64,
+    /// Signer advertisements refused for their burn identity
+    /// (`IdentityRefused`).
+    pub identities_refused: u64,
 }
 
 /// Sizes of the bounded collections, for tests and metrics.

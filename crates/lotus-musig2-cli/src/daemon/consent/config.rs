@@ -60,6 +60,9 @@ pub struct RulesConfig {
     /// Largest sum of the amounts signed in one UTC day; a request without
     /// an amount misses this rule.
     pub max_amount_per_day: Option<u64>,
+    /// Every co-signer must have a burn identity (`[identity] enabled`),
+    /// not banned, with at least this reputation (0–100).
+    pub min_identity_reputation: Option<u8>,
     /// What happens to a request that misses a rule.
     #[serde(default)]
     pub otherwise: Otherwise,
@@ -86,6 +89,7 @@ pub(super) enum Policy {
         transaction_types: Vec<TransactionType>,
         max_amount: Option<u64>,
         max_amount_per_day: Option<u64>,
+        min_identity_reputation: Option<u8>,
         otherwise: Otherwise,
     },
 }
@@ -112,6 +116,7 @@ impl Policy {
                     .collect::<Result<_, _>>()?,
                 max_amount: r.max_amount,
                 max_amount_per_day: r.max_amount_per_day,
+                min_identity_reputation: r.min_identity_reputation,
                 otherwise: r.otherwise,
             },
         })

@@ -17,6 +17,7 @@
 pub mod config;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use lotus_musig2::core::PublicKey;
 use lotus_musig2::security::{Millis, SessionAnnouncement, TransactionType};
@@ -50,11 +51,14 @@ pub enum Rule {
     Expired,
     /// Too many requests were already waiting.
     PendingFull,
+    /// A co-signer has no burn identity, a banned one, or one whose
+    /// reputation is under `min_identity_reputation`.
+    Identity,
 }
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 7] = [
+    pub const ALL: [Rule; 8] = [
         Self::Cosigner,
         Self::TransactionType,
         Self::Amount,
@@ -62,6 +66,7 @@ impl Rule {
         Self::Operator,
         Self::Expired,
         Self::PendingFull,
+        Self::Identity,
     ];
 
     /// The metric label and the API's name of the rule.
@@ -74,6 +79,7 @@ impl Rule {
             Self::Operator => "operator",
             Self::Expired => "expired",
             Self::PendingFull => "pending_full",
+            Self::Identity => "identity",
         }
     }
 }
@@ -109,9 +115,14 @@ pub struct Pending {
     pub received_at: Millis,
 }
 
+/// A co-signer key's identity reputation (`None`: no identity, or banned).
+pub type ReputationLookup = Arc<dyn Fn(&PublicKey) -> Option<u8> + Send + Sync>;
+
 /// The consent state: the policy, the requests waiting, the day's total.
 #[derive(Debug)]
 pub struct Consent {
+    /// Identity reputations, for `min_identity_reputation`.
+    reputation: Lookup,
     policy: Policy,
     /// The top-level `allowed_cosigners` (every mode); empty: any.
     allowed_cosigners: Vec<PublicKey>,
@@ -133,6 +144,7 @@ impl Consent {
     ) -> Result<Self, ConfigError> {
         let policy = Policy::from_config(config)?;
         Ok(Self {
+            reputation: Lookup(None),
             policy,
             allowed_cosigners,
             ours,
@@ -141,6 +153,12 @@ impl Consent {
             verdict_order: VecDeque::new(),
             day: (0, 0),
         })
+    }
+
+    /// Where `min_identity_reputation` reads reputations (without it, that
+    /// rule refuses every request).
+    pub fn set_reputation(&mut self, lookup: ReputationLookup) {
+        self.reputation = Lookup(Some(lookup));
     }
 
     /// (UTC day number, amount signed that day): the state to persist.
@@ -267,11 +285,13 @@ impl Consent {
                 transaction_types,
                 max_amount,
                 max_amount_per_day,
+                min_identity_reputation,
                 otherwise,
                 ..
             } => {
-                let missed =
-                    self.missed_rule(a, now, transaction_types, *max_amount, *max_amount_per_day);
+                let missed = self
+                    .missed_rule(a, now, transaction_types, *max_amount, *max_amount_per_day)
+                    .or_else(|| self.missed_identity(a, *min_identity_reputation));
                 match (missed, otherwise) {
                     (None, _) => Verdict::Join,
                     (Some(_), Otherwise::Manual) => Verdict::Hold,
@@ -309,6 +329,25 @@ impl Consent {
             return Some(Rule::DailyLimit);
         }
         None
+    }
+
+    /// `min_identity_reputation`: every co-signer's identity is known, not
+    /// banned, and at least that reputable.
+    fn missed_identity(&self, a: &SessionAnnouncement, min: Option<u8>) -> Option<Rule> {
+        let min = min?;
+        let reputable = |k: &PublicKey| {
+            self.reputation
+                .0
+                .as_ref()
+                .and_then(|lookup| lookup(k))
+                .is_some_and(|score| score >= min)
+        };
+        let all = a
+            .required_pubkeys
+            .iter()
+            .filter(|k| !self.ours.contains(k))
+            .all(reputable);
+        (!all).then_some(Rule::Identity)
     }
 
     /// The requests waiting for an answer at `now`, oldest expiry first.
@@ -392,6 +431,18 @@ impl Consent {
         expired
     }
 }
+struct Lookup(Option<ReputationLookup>);
+
+impl std::fmt::Debug for Lookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Lookup(set)"
+        } else {
+            "Lookup(none)"
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
