@@ -328,30 +328,38 @@ async fn a_closed_connection_to_an_online_co_signer_is_not_blamed() {
             .is_some_and(|s| s.joined == 2)
     })
     .await;
+    let peer0 = cluster.nodes[0].coordinator.local_peer_id();
     let peer1 = cluster.nodes[1].coordinator.local_peer_id();
     // Only what happens from now on counts (the first connection's events
     // are still queued).
-    while cluster.nodes[0].events.try_recv().is_ok() {}
+    for node in &mut cluster.nodes[..2] {
+        while node.events.try_recv().is_ok() {}
+    }
     cluster.nodes[0]
         .coordinator
         .net()
         .disconnect(peer1)
         .await
         .unwrap();
-    // The connection closes, and the redial brings it back.
-    for closed in [true, false] {
-        cluster.nodes[0]
-            .wait_for(WAIT, |e| match e {
-                CoordinatorEvent::Peer(PeerEvent::Disconnected(p)) if closed && *p == peer1 => {
-                    Some(())
-                }
-                CoordinatorEvent::Peer(PeerEvent::Connected(p)) if !closed && *p == peer1 => {
-                    Some(())
-                }
-                _ => None,
-            })
-            .await
-            .unwrap();
+    // The connection closes, and the redial brings it back: on both ends
+    // (either would blame the other if it still counted it as gone).
+    for (node, other) in [(0, peer1), (1, peer0)] {
+        for closed in [true, false] {
+            cluster.nodes[node]
+                .wait_for(WAIT, |e| match e {
+                    CoordinatorEvent::Peer(PeerEvent::Disconnected(p))
+                        if closed && *p == other =>
+                    {
+                        Some(())
+                    }
+                    CoordinatorEvent::Peer(PeerEvent::Connected(p)) if !closed && *p == other => {
+                        Some(())
+                    }
+                    _ => None,
+                })
+                .await
+                .unwrap();
+        }
     }
     // Past the grace period: a peer still counted as gone would be blamed now.
     clock.advance(2_000);
