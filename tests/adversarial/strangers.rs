@@ -347,9 +347,7 @@ async fn a_closed_connection_to_an_online_co_signer_is_not_blamed() {
         for closed in [true, false] {
             cluster.nodes[node]
                 .wait_for(WAIT, |e| match e {
-                    CoordinatorEvent::Peer(PeerEvent::Disconnected(p))
-                        if closed && *p == other =>
-                    {
+                    CoordinatorEvent::Peer(PeerEvent::Disconnected(p)) if closed && *p == other => {
                         Some(())
                     }
                     CoordinatorEvent::Peer(PeerEvent::Connected(p)) if !closed && *p == other => {

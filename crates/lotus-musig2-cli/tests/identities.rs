@@ -98,6 +98,12 @@ fn advertised_identities_are_checked_and_their_reputation_follows_sessions() {
         assert!(failed["signature"].is_null(), "{failed}");
     }
 
+    // Refusing them was the indexer's word: no peer was penalised for it.
+    for p in b.rpc_ok(&["peers"]).as_array().unwrap() {
+        assert_eq!(p["reputation"]["invalid_signatures"], 0, "{p}");
+        assert_eq!(p["reputation"]["spam_count"], 0, "{p}");
+    }
+
     // --- B signs with A: A's identity checks out and gains 2 ------------------------
     let (code, out) = request(&b, &[0, 1], &"0b".repeat(32));
     assert_eq!(code, 0, "{out}");

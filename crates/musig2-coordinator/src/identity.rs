@@ -12,11 +12,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use musig2_core::Keypair;
+use musig2_core::hash::sha256;
 use musig2_identity::identity::sign_registration;
 use musig2_identity::{
-    ChronikClient, Identity, IdentityId, KeyRotation, OutPoint, SystemClock, TxId,
+    ChronikClient, Identity, IdentityError, IdentityId, KeyRotation, OutPoint, SystemClock, TxId,
 };
 use musig2_security::{ClaimedOutPoint, ClaimedRotation, IdentityClaim, Millis};
 
@@ -24,11 +26,62 @@ use musig2_security::{ClaimedOutPoint, ClaimedRotation, IdentityClaim, Millis};
 pub type LiveIdentityManager = musig2_identity::IdentityManager<ChronikClient, SystemClock>;
 
 /// How long a refused claim is answered from memory rather than asked of
-/// Chronik again: a peer cannot make us query the indexer for one bad burn
-/// more than once per period.
+/// Chronik again. The memory is keyed by the whole claim, so a forged claim
+/// that names an honest identity's burn refuses only itself.
 pub const REFUSAL_MEMORY_MS: Millis = 5 * 60 * 1000;
-/// Refused claims remembered at most (beyond it the memory starts afresh).
+/// Refused claims remembered at most. A full memory drops its expired
+/// entries; if none has expired it remembers nothing new (so a flood of bad
+/// claims cannot flush what it holds).
 pub const REFUSALS_KEPT: usize = 4096;
+/// Checks that need the indexer (a new identity, or new rotations) allowed a
+/// minute, whoever asks: advertisements from strangers cannot make this node
+/// query Chronik without bound. Over the budget a claim is refused for now
+/// and not remembered (its next advertisement is checked again).
+pub const LOOKUPS_PER_MINUTE: u32 = 30;
+/// One check's time limit (Chronik's own retries included).
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Refusals remembered, and the indexer budget's current window.
+#[derive(Debug, Default)]
+struct Memory {
+    refusals: HashMap<[u8; 32], (Millis, String)>,
+    window: (Millis, u32),
+}
+
+/// Why a claim was refused, and whether that is the claim's own doing (a
+/// missing, immature or foreign burn, a bad signature: remembered) or the
+/// indexer's or the store's (not remembered).
+struct Refusal {
+    reason: String,
+    remember: bool,
+}
+
+impl From<IdentityError> for Refusal {
+    fn from(e: IdentityError) -> Self {
+        let remember = match &e {
+            // Only "no such transaction" is the claim's doing; an outage
+            // or a garbled answer is the indexer's.
+            IdentityError::Indexer(c) => {
+                matches!(c, musig2_identity::ChronikError::NotFound { .. })
+            }
+            IdentityError::Store(_) => false,
+            _ => true,
+        };
+        Self {
+            reason: e.to_string(),
+            remember,
+        }
+    }
+}
+
+impl Refusal {
+    fn claim(reason: String) -> Self {
+        Self {
+            reason,
+            remember: true,
+        }
+    }
+}
 
 /// The coordinator's `identity` setting.
 #[derive(Clone)]
@@ -36,7 +89,7 @@ pub struct IdentityGate {
     manager: Arc<LiveIdentityManager>,
     required: bool,
     own_burn: Option<OutPoint>,
-    refusals: Arc<Mutex<HashMap<OutPoint, (Millis, String)>>>,
+    memory: Arc<Mutex<Memory>>,
 }
 
 impl std::fmt::Debug for IdentityGate {
@@ -61,7 +114,7 @@ impl IdentityGate {
             manager,
             required,
             own_burn,
-            refusals: Arc::default(),
+            memory: Arc::default(),
         }
     }
 
@@ -91,33 +144,62 @@ impl IdentityGate {
                 rotations: Vec::new(),
             },
         };
-        (claim.current_key() == keypair.public_key()).then_some(claim)
-    }
-
-    /// Checks `claim` (made for `advertised`): registers the identity through
-    /// Chronik if it is new, replays the rotations it has not seen, and
-    /// refuses a banned identity. A refusal is remembered for
-    /// [`REFUSAL_MEMORY_MS`].
-    pub async fn check(&self, claim: &IdentityClaim, now: Millis) -> Result<IdentityId, String> {
-        let burn = outpoint(claim.burn);
-        if let Some((at, reason)) = lock(&self.refusals).get(&burn)
-            && now.saturating_sub(*at) < REFUSAL_MEMORY_MS
-        {
-            return Err(reason.clone());
-        }
-        let result = self.verify(claim, burn).await;
-        if let Err(reason) = &result {
-            let mut refusals = lock(&self.refusals);
-            if refusals.len() >= REFUSALS_KEPT {
-                refusals.clear();
+        match claim.validate(&keypair.public_key()) {
+            Ok(()) => Some(claim),
+            Err(e) => {
+                // Peers would refuse it as malformed (and hold that against
+                // us): advertise without it.
+                tracing::warn!(error = %e, "our identity cannot be claimed in an advertisement");
+                None
             }
-            refusals.insert(burn, (now, reason.clone()));
         }
-        result
     }
 
-    async fn verify(&self, claim: &IdentityClaim, burn: OutPoint) -> Result<IdentityId, String> {
+    /// Checks `claim`: registers the identity through Chronik if it is new,
+    /// replays the rotations it has not seen, and refuses a banned identity.
+    /// A refusal the claim caused is remembered for [`REFUSAL_MEMORY_MS`];
+    /// checks that need the indexer are budgeted ([`LOOKUPS_PER_MINUTE`])
+    /// and time-limited ([`CHECK_TIMEOUT`]).
+    pub async fn check(&self, claim: &IdentityClaim, now: Millis) -> Result<IdentityId, String> {
+        let key = postcard::to_allocvec(claim).map_or([0; 32], |bytes| sha256(&bytes));
+        {
+            let mut memory = lock(&self.memory);
+            if let Some((at, reason)) = memory.refusals.get(&key)
+                && now.saturating_sub(*at) < REFUSAL_MEMORY_MS
+            {
+                return Err(reason.clone());
+            }
+            if self.needs_indexer(claim) && !memory.spend_lookup(now) {
+                return Err("identity lookups over budget; checked again later".into());
+            }
+        }
+        let result = match tokio::time::timeout(CHECK_TIMEOUT, self.verify(claim)).await {
+            Ok(result) => result,
+            Err(_) => Err(Refusal {
+                reason: "the identity check timed out".into(),
+                remember: false,
+            }),
+        };
+        result.map_err(|refusal| {
+            if refusal.remember {
+                lock(&self.memory).remember(key, now, &refusal.reason);
+            }
+            refusal.reason
+        })
+    }
+
+    /// Whether checking `claim` takes the indexer: a new identity, or a key
+    /// the identity does not have yet.
+    fn needs_indexer(&self, claim: &IdentityClaim) -> bool {
+        let id = IdentityId::derive(&outpoint(claim.burn));
+        self.manager
+            .identity(&id)
+            .is_none_or(|i| i.current_key() != claim.current_key())
+    }
+
+    async fn verify(&self, claim: &IdentityClaim) -> Result<IdentityId, Refusal> {
         let m = &self.manager;
+        let burn = outpoint(claim.burn);
         let id = IdentityId::derive(&burn);
         if m.identity(&id).is_none() {
             let registered = m
@@ -129,15 +211,15 @@ impl IdentityGate {
                 )
                 .await;
             match registered {
-                Ok(_) | Err(musig2_identity::IdentityError::AlreadyRegistered { .. }) => {}
-                Err(e) => return Err(e.to_string()),
+                Ok(_) | Err(IdentityError::AlreadyRegistered { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         let identity = m
             .identity(&id)
-            .ok_or_else(|| format!("identity {id} is not registered"))?;
+            .ok_or_else(|| Refusal::claim(format!("identity {id} is not registered")))?;
         if identity.is_banned() {
-            return Err(format!("identity {id} is banned"));
+            return Err(Refusal::claim(format!("identity {id} is banned")));
         }
         // The claim's key chain must pass through the key we know now; the
         // rotations after it are new to us.
@@ -145,10 +227,11 @@ impl IdentityGate {
             .chain(claim.rotations.iter().map(|r| r.new_key))
             .collect();
         let known = identity.current_key();
-        let from = chain
-            .iter()
-            .position(|k| *k == known)
-            .ok_or_else(|| format!("the claim does not contain identity {id}'s key {known}"))?;
+        let from = chain.iter().position(|k| *k == known).ok_or_else(|| {
+            Refusal::claim(format!(
+                "the claim does not contain identity {id}'s key {known}"
+            ))
+        })?;
         let mut old_key = known;
         for r in claim.rotations.iter().skip(from) {
             let rotation = KeyRotation {
@@ -159,7 +242,7 @@ impl IdentityGate {
                 new_key_signature: r.new_key_signature.to_bytes().to_vec(),
                 burn: outpoint(r.burn),
             };
-            m.rotate_key(&rotation).await.map_err(|e| e.to_string())?;
+            m.rotate_key(&rotation).await?;
             old_key = r.new_key;
         }
         Ok(id)
@@ -186,6 +269,32 @@ pub fn claim_of(identity: &Identity) -> IdentityClaim {
         registered_key,
         ownership_signature: *identity.ownership_signature(),
         rotations,
+    }
+}
+
+impl Memory {
+    /// Takes one indexer lookup from this minute's budget, if any is left.
+    fn spend_lookup(&mut self, now: Millis) -> bool {
+        let (start, used) = &mut self.window;
+        if now.saturating_sub(*start) >= 60_000 {
+            *start = now;
+            *used = 0;
+        }
+        if *used >= LOOKUPS_PER_MINUTE {
+            return false;
+        }
+        *used += 1;
+        true
+    }
+
+    fn remember(&mut self, key: [u8; 32], now: Millis, reason: &str) {
+        if self.refusals.len() >= REFUSALS_KEPT {
+            self.refusals
+                .retain(|_, (at, _)| now.saturating_sub(*at) < REFUSAL_MEMORY_MS);
+        }
+        if self.refusals.len() < REFUSALS_KEPT {
+            self.refusals.insert(key, (now, reason.to_owned()));
+        }
     }
 }
 

@@ -243,6 +243,7 @@ fn security_doc_names_real_tests() -> Result<()> {
         include_str!("../../musig2-coordinator/src/session/tests.rs"),
         include_str!("../../musig2-core/src/evidence.rs"),
         include_str!("../../musig2-identity/tests/persistence.rs"),
+        include_str!("../../musig2-coordinator/tests/identity_gate.rs"),
         include_str!("../../musig2-identity/tests/rotation.rs"),
         LIVE_PATH_TESTS,
     ]
