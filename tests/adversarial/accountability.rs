@@ -734,6 +734,80 @@ async fn a_second_run_of_a_session_we_signed_in_is_refused() {
     cluster.shutdown().await;
 }
 
+/// The same across a restart: the session a node drew its nonce in is handed
+/// to `signed_log` (a daemon stores it durably) once, and a coordinator
+/// started again with that record (`signed_sessions`) refuses a second run
+/// of the request, fetched again from the DHT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_refuses_a_session_it_signed_in_before() {
+    use std::sync::Mutex;
+
+    use musig2_coordinator::Coordinator;
+    use musig2_net::{NetConfig, NodeKeypair};
+
+    let log: Arc<Mutex<Vec<([u8; 32], u64)>>> = Arc::default();
+    let recorded = Arc::clone(&log);
+    let cfg = CoordinatorConfig {
+        auto_join: false,
+        signed_log: Some(Arc::new(move |id, expires_at| {
+            recorded.lock().unwrap().push((id, expires_at));
+            Ok(())
+        })),
+        ..config()
+    };
+    let mut cluster = LocalCluster::start(2, cfg).await.unwrap();
+    let (request, session) = super::announce(&cluster, [73; 32]).await;
+    let node1 = &mut cluster.nodes[1];
+    node1
+        .wait_for(WAIT, |e| {
+            matches!(e, CoordinatorEvent::SigningRequestReceived { .. }).then_some(())
+        })
+        .await
+        .unwrap();
+    node1
+        .coordinator
+        .join_signing_request(request, &node1.keypair)
+        .await
+        .unwrap();
+    wait_ready(node1, session).await;
+    node1
+        .coordinator
+        .publish_nonce_commitments(session)
+        .unwrap();
+    let signed = log.lock().unwrap().clone();
+    assert_eq!(signed.len(), 1, "{signed:?}");
+    assert_eq!(signed[0].0, session);
+
+    // Node 1 "restarts": a new coordinator, with what it recorded.
+    let bootstrap = cluster.nodes[0].coordinator.multiaddrs().await.unwrap();
+    let restarted = Coordinator::start(
+        NodeKeypair::generate_ed25519(),
+        NetConfig {
+            bootstrap_peers: bootstrap,
+            ..NetConfig::loopback()
+        },
+        CoordinatorConfig {
+            auto_join: false,
+            signed_sessions: signed,
+            ..config()
+        },
+    )
+    .await
+    .unwrap();
+    let keypair = cluster.nodes[1].keypair.clone();
+    let again = restarted.join_signing_request(request, &keypair).await;
+    assert!(
+        matches!(
+            again,
+            Err(musig2_coordinator::CoordinatorError::WrongState(_))
+        ),
+        "{again:?}"
+    );
+    assert_eq!(restarted.counters().reruns_refused, 1);
+    restarted.shutdown().await;
+    cluster.shutdown().await;
+}
+
 /// A byzantine signer that sends its abort to one co-signer only cannot make
 /// the others blame that co-signer for going silent: the one it told relays
 /// the signed abort, and everyone names its author.

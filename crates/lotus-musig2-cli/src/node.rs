@@ -67,6 +67,9 @@ pub(crate) struct NodeConfig {
     /// How long a co-signer's key is looked for (directory, then DHT)
     /// before a request naming it fails (default 30).
     discovery_timeout_secs: Option<u64>,
+    /// Security limits an operator may change.
+    #[serde(default)]
+    security: SecurityTable,
     /// Stop after this many completed sessions (default: run until killed).
     exit_after: Option<u32>,
     /// A signing request this node announces once it starts.
@@ -82,6 +85,19 @@ pub(crate) struct NodeConfig {
     approve: daemon::consent::ApproveConfig,
     /// Burn identities (needs `data_dir`).
     identity: Option<daemon::IdentityConfig>,
+}
+
+/// `[security]`: the limits an operator may need to change (the others keep
+/// the reference's values).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecurityTable {
+    /// Signing requests accepted live per author key and per peer, a minute
+    /// (default 30): a creator that signs more often needs its co-signers to
+    /// raise this.
+    max_requests_per_minute: Option<u32>,
+    /// Burst above that rate (default 20).
+    request_burst: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,6 +235,10 @@ pub(crate) async fn start(config: &NodeConfig, auto_join: bool) -> Result<Starte
             }
         });
     }
+    let (signed_sessions, signed_log) = match &daemon_setup {
+        Some(setup) => (setup.signed_sessions()?, Some(setup.signed_log())),
+        None => (Vec::new(), None),
+    };
     let coordinator_config = CoordinatorConfig {
         election_method: method,
         enable_nonce_commitment: config.nonce_commitments,
@@ -227,10 +247,22 @@ pub(crate) async fn start(config: &NodeConfig, auto_join: bool) -> Result<Starte
         allow_blind_signing: config.allow_blind_signing,
         broadcast_check,
         identity,
+        signed_sessions,
+        signed_log,
         discovery_timeout: config.discovery_timeout_secs.map_or(
             CoordinatorConfig::default().discovery_timeout,
             Duration::from_secs,
         ),
+        security: {
+            let mut s = lotus_musig2::security::SecurityConfig::default();
+            if let Some(n) = config.security.max_requests_per_minute {
+                s.max_requests_per_minute = n;
+            }
+            if let Some(n) = config.security.request_burst {
+                s.request_burst = n;
+            }
+            s
+        },
         ..CoordinatorConfig::default()
     }
     .with_env_overrides()?;
@@ -251,12 +283,17 @@ pub(crate) async fn start(config: &NodeConfig, auto_join: bool) -> Result<Starte
         .collect::<Result<_, _>>()?;
     net.dht_server = config.dht_server;
     net.swarm_metrics = daemon_setup.as_ref().map(daemon::Setup::swarm_metrics);
-    let node_key = match &config.node_key_seed {
-        Some(seed) => {
+    let node_key = match (&config.node_key_seed, &daemon_setup) {
+        (Some(seed), _) => {
             let mut bytes = hex::decode(seed).context("node_key_seed: not hex")?;
             NodeKeypair::ed25519_from_bytes(&mut bytes).context("node_key_seed")?
         }
-        None => NodeKeypair::generate_ed25519(),
+        // A daemon keeps its peer id across restarts.
+        (None, Some(setup)) => {
+            let mut bytes = setup.node_key()?;
+            NodeKeypair::ed25519_from_bytes(bytes.as_mut_slice()).context("node.key")?
+        }
+        (None, None) => NodeKeypair::generate_ed25519(),
     };
 
     let coordinator = Coordinator::start(node_key, net, coordinator_config).await?;
@@ -299,19 +336,35 @@ async fn run(config: NodeConfig) -> Result<Outcome> {
         None => None,
     };
     // Advertise until it reaches the DHT (the bootstrap node may start later).
+    // A daemon that restarts within a minute of its last gossiped
+    // advertisement updates its DHT record only, and gossips once the minute
+    // is over (peers count a faster one against it).
     let advertiser = {
         let (coordinator, keypair) = (coordinator.clone(), keypair.clone());
+        let daemon = daemon.as_ref().map(|(d, _)| d.clone());
+        let not_before = daemon.as_ref().map_or(0, daemon::Daemon::gossip_not_before);
         tokio::spawn(async move {
             loop {
-                match coordinator
-                    .advertise_signer(
-                        &keypair,
-                        TransactionType::ALL.to_vec(),
-                        Duration::from_secs(3600),
-                    )
-                    .await
-                {
-                    Ok(_) => tokio::time::sleep(Duration::from_secs(600)).await,
+                let now =
+                    lotus_musig2::security::Clock::now_ms(&lotus_musig2::security::SystemClock);
+                let types = TransactionType::ALL.to_vec();
+                let ttl = Duration::from_secs(3600);
+                let gossip = now >= not_before;
+                let advertised = if gossip {
+                    coordinator.advertise_signer(&keypair, types, ttl).await
+                } else {
+                    coordinator
+                        .advertise_signer_in_dht(&keypair, types, ttl)
+                        .await
+                };
+                match advertised {
+                    Ok(_) if gossip => {
+                        if let Some(d) = &daemon {
+                            d.gossiped(now);
+                        }
+                        tokio::time::sleep(Duration::from_secs(600)).await;
+                    }
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(not_before - now)).await,
                     Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
                 }
             }

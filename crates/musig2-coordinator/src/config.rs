@@ -33,6 +33,11 @@ pub struct JoinRequest<'a> {
 /// node joins it automatically.
 pub type JoinPolicy = Arc<dyn Fn(&JoinRequest<'_>) -> JoinDecision + Send + Sync>;
 
+/// Records a session id this node drew a nonce in, with the session's expiry.
+pub type SignedLog = Arc<
+    dyn Fn(crate::events::SessionId, musig2_security::Millis) -> Result<(), String> + Send + Sync,
+>;
+
 /// Configuration of a [`crate::Coordinator`].
 #[derive(Clone)]
 pub struct CoordinatorConfig {
@@ -85,6 +90,14 @@ pub struct CoordinatorConfig {
     /// claims are checked through Chronik, co-signers' identity reputation
     /// follows session outcomes, and ours is claimed. `None`: off.
     pub identity: Option<crate::identity::IdentityGate>,
+    /// Sessions this node drew a nonce in before it restarted (with their
+    /// expiry), as `signed_log` recorded them: a request under one of these
+    /// ids is refused, so a restart never signs a second nonce for one run.
+    pub signed_sessions: Vec<(crate::events::SessionId, musig2_security::Millis)>,
+    /// Called when this node draws its nonce in a session, before anything
+    /// derived from it is sent; an error fails the session unsent. A daemon
+    /// records the id durably here (see `signed_sessions`).
+    pub signed_log: Option<SignedLog>,
     /// Completed sessions kept (signature, failover) after their security
     /// slot is released; beyond it the oldest is forgotten.
     pub completed_capacity: usize,
@@ -126,6 +139,8 @@ impl Default for CoordinatorConfig {
             broadcast_timeout: Duration::from_secs(300),
             broadcast_check: None,
             identity: None,
+            signed_sessions: Vec::new(),
+            signed_log: None,
             join_timeout: Duration::from_secs(10 * 60),
             completed_capacity: 1024,
             sweep_interval: Duration::from_millis(250),

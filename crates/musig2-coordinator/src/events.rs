@@ -277,4 +277,6 @@ pub struct SessionInfo {
     /// Whether the session has Phase 0 nonce commitments (the creator's
     /// choice, carried in the signed announcement).
     pub nonce_commitments: bool,
+    /// Each signer's public nonce (`R1 ‖ R2`), once this node has it.
+    pub public_nonces: Vec<Option<musig2_core::PublicNonce>>,
 }

@@ -241,6 +241,11 @@ impl Daemon {
                 );
             }
             CoordinatorEvent::Security(s) => {
+                if let lotus_musig2::security::SecurityEvent::PeerBlacklisted { peer, reason } = s {
+                    self.inner
+                        .store
+                        .record_ban(peer.as_str(), &reason.to_string())?;
+                }
                 self.publish(
                     "security",
                     json!({"kind": s.name(), "peer_id": s.peer().to_string()}),

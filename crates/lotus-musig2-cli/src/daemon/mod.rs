@@ -12,7 +12,8 @@
 //! and the operator's answers), `views` (read-only JSON), `records` (the
 //! session records and their metrics), `follower` (the coordinator-event
 //! task), `consent` (the policy), `identities` (burn identities and their
-//! endpoints), `store`, `metrics`, `api` (HTTP).
+//! endpoints), `store` and `persist` (what survives a restart), `metrics`,
+//! `api` (HTTP).
 
 pub mod api;
 mod config;
@@ -21,6 +22,7 @@ mod error;
 mod follower;
 pub mod identities;
 pub mod metrics;
+pub mod persist;
 mod records;
 mod requests;
 mod setup;
@@ -78,6 +80,8 @@ struct Inner {
     marks: Mutex<HashMap<SessionId, Instant>>,
     /// Burn identities, when `[identity] enabled`.
     identities: Option<Arc<lotus_musig2::coordinator::identity::LiveIdentityManager>>,
+    /// The data directory's lock, held while the daemon runs.
+    _lock: persist::DirLock,
 }
 
 fn parse_id(what: &str, text: &str) -> Result<[u8; 32], ApiError> {

@@ -100,6 +100,7 @@ impl Daemon {
                 signature: None,
                 sighash_type: None,
                 error: None,
+                nonces: nonces_hex(&info.public_nonces),
                 created_at: now,
                 updated_at: now,
             })
@@ -137,6 +138,7 @@ impl Daemon {
             }
             r.phase = info.phase.as_str().to_string();
             r.coordinator_index = info.coordinator_index;
+            r.nonces = nonces_hex(&info.public_nonces);
             r.updated_at = now;
             Some(r)
         })?;
@@ -235,6 +237,46 @@ impl Daemon {
         Ok(())
     }
 
+    /// When this node may gossip its advertisement again: peers count a
+    /// second one within `min_advertisement_interval_ms` against it, and the
+    /// last one may have gone out just before a restart.
+    pub fn gossip_not_before(&self) -> u64 {
+        let interval = self
+            .inner
+            .coordinator
+            .with_security(|s| s.config().min_advertisement_interval_ms);
+        match self.inner.store.last_gossiped() {
+            Ok(Some(at)) => at.saturating_add(interval),
+            Ok(None) => 0,
+            // Unknown: wait a whole interval rather than be counted.
+            Err(_) => self.now().saturating_add(interval),
+        }
+    }
+
+    /// Records that our advertisement was gossiped at `at`.
+    pub fn gossiped(&self, at: u64) {
+        if let Err(e) = self.inner.store.set_last_gossiped(at) {
+            tracing::warn!(error = %e, "advertisement time not recorded");
+        }
+    }
+
+    /// Blacklists again, at start, every peer blacklisted before (a restart
+    /// forgives nobody); the coordinator cuts them off at its next sweep.
+    pub(super) fn restore_bans(&self) -> Result<(), StoreError> {
+        let now = self.now();
+        let bans = self.inner.store.bans()?;
+        self.inner.coordinator.with_security(|s| {
+            for (peer, reason) in &bans {
+                s.blacklist_peer(
+                    &lotus_musig2::security::PeerId::new(peer.as_str()),
+                    reason.as_str(),
+                    now,
+                );
+            }
+        });
+        Ok(())
+    }
+
     /// Clean shutdown: every open session is closed with an abort to its
     /// co-signers.
     pub fn close_open_sessions(&self) {
@@ -257,4 +299,11 @@ impl Daemon {
             }
         }
     }
+}
+
+fn nonces_hex(nonces: &[Option<lotus_musig2::core::PublicNonce>]) -> Vec<Option<String>> {
+    nonces
+        .iter()
+        .map(|n| n.map(|n| hex::encode(n.to_bytes())))
+        .collect()
 }

@@ -8,17 +8,20 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use lotus_musig2::coordinator::config::SignedLog;
 use lotus_musig2::coordinator::identity::LiveIdentityManager;
 use lotus_musig2::coordinator::{Coordinator, JoinDecision, JoinPolicy};
 use lotus_musig2::core::{Keypair, PublicKey};
 use lotus_musig2::security::{Clock, SystemClock};
 use tokio::sync::broadcast;
+use zeroize::Zeroizing;
 
 use super::config::{ApiConfig, MetricsConfig, listen_addr};
 use super::consent::{ApproveConfig, Consent, Rule, Verdict};
 use super::metrics::Metrics;
+use super::persist::{DirLock, lock_data_dir, node_key};
 use super::store::{SessionStore, StoreError};
-use super::{Daemon, DaemonError, EVENT_CAPACITY, Inner, api, lock};
+use super::{Daemon, DaemonError, EVENT_CAPACITY, Inner, SessionId, api, lock};
 
 /// The daemon's part of the configuration, checked before the node starts.
 pub struct Setup {
@@ -30,6 +33,7 @@ pub struct Setup {
     registry: Metrics,
     store: Arc<SessionStore>,
     identities: Option<Arc<LiveIdentityManager>>,
+    lock: DirLock,
 }
 
 impl Setup {
@@ -70,6 +74,7 @@ impl Setup {
             .transpose()?;
         let mut consent = Consent::new(approve, allowed_cosigners, vec![ours])?;
         create_private_dir(data_dir)?;
+        let lock = lock_data_dir(data_dir)?;
         let store = Arc::new(SessionStore::open(&data_dir.join("sessions.redb"))?);
         if let Some(day) = store.spent_today()? {
             consent.restore_spent_today(day);
@@ -83,7 +88,31 @@ impl Setup {
             clock: Arc::new(SystemClock),
             registry: Metrics::new(),
             identities: None,
+            lock,
         }))
+    }
+
+    /// The libp2p node key kept in the data directory (made the first time):
+    /// the node keeps its peer id across restarts.
+    pub fn node_key(&self) -> Result<Zeroizing<[u8; 32]>, DaemonError> {
+        node_key(&self.data_dir)
+    }
+
+    /// The sessions this node drew a nonce in before it stopped, unexpired
+    /// (for `CoordinatorConfig::signed_sessions`).
+    pub fn signed_sessions(&self) -> Result<Vec<(SessionId, u64)>, DaemonError> {
+        Ok(self.store.signed_sessions(self.clock.now_ms())?)
+    }
+
+    /// Records, durably, each session this node draws a nonce in (for
+    /// `CoordinatorConfig::signed_log`).
+    pub fn signed_log(&self) -> SignedLog {
+        let store = Arc::clone(&self.store);
+        Arc::new(move |id, expires_at| {
+            store
+                .record_signed(&id, expires_at)
+                .map_err(|e| e.to_string())
+        })
     }
 
     /// Burn identities: served by the API, and the consent rule
@@ -150,8 +179,10 @@ impl Setup {
                 clock: self.clock,
                 marks: Mutex::new(HashMap::new()),
                 identities: self.identities,
+                _lock: self.lock,
             }),
         };
+        daemon.restore_bans()?;
         daemon.mark_interrupted()?;
         let pump = tokio::spawn(daemon.clone().pump());
         let servers =

@@ -9,7 +9,9 @@
 //! default durability makes a committed change survive `kill -9`.
 //!
 //! A second table keeps the consent policy's running total of the amounts
-//! signed today, so a restart does not reset `max_amount_per_day`.
+//! signed today, so a restart does not reset `max_amount_per_day`; two more
+//! (read and written in `persist`) keep the sessions this node drew a nonce
+//! in and the peers it blacklisted.
 
 use std::path::Path;
 
@@ -24,6 +26,12 @@ const SESSIONS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("se
 /// `spent_today` → UTC day number (high 64 bits) and amount (low 64 bits).
 const CONSENT: TableDefinition<'_, &str, u128> = TableDefinition::new("consent");
 const SPENT_TODAY: &str = "spent_today";
+/// Session id → expiry: the sessions this node drew a nonce in (`persist`).
+pub(super) const SIGNED: TableDefinition<'_, &[u8; 32], u64> = TableDefinition::new("signed");
+/// Peer id → why it was blacklisted (`persist`).
+pub(super) const BANS: TableDefinition<'_, &str, &str> = TableDefinition::new("bans");
+/// Small facts by name (`persist`): when our advertisement was last gossiped.
+pub(super) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 
 /// What went wrong with a session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +81,10 @@ pub struct SessionRecord {
     pub sighash_type: Option<u8>,
     /// The error, if the session failed or was closed.
     pub error: Option<SessionErrorInfo>,
+    /// Each signer's public nonce (66 bytes, hex), once known: public, and
+    /// what shows that no key ever sent one nonce twice.
+    #[serde(default)]
+    pub nonces: Vec<Option<String>>,
     /// When this node first recorded the session (ms since the epoch).
     pub created_at: u64,
     /// When the record last changed.
@@ -102,14 +114,14 @@ pub enum StoreError {
     },
 }
 
-fn db_err<E: Into<redb::Error>>(e: E) -> StoreError {
+pub(super) fn db_err<E: Into<redb::Error>>(e: E) -> StoreError {
     StoreError::Database(Box::new(e.into()))
 }
 
 /// The session database.
 #[derive(Debug)]
 pub struct SessionStore {
-    db: redb::Database,
+    pub(super) db: redb::Database,
 }
 
 impl SessionStore {
@@ -119,6 +131,9 @@ impl SessionStore {
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(SESSIONS).map_err(db_err)?;
         txn.open_table(CONSENT).map_err(db_err)?;
+        txn.open_table(SIGNED).map_err(db_err)?;
+        txn.open_table(BANS).map_err(db_err)?;
+        txn.open_table(META).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
         Ok(Self { db })
     }
@@ -232,6 +247,7 @@ mod tests {
             signature: None,
             sighash_type: None,
             error: None,
+            nonces: vec![],
             created_at,
             updated_at: created_at,
         }

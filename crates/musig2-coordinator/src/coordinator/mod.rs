@@ -173,12 +173,19 @@ impl Coordinator {
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
         let security = SecurityManager::new(config.security.clone());
         let session_peers = outbound::spawn_session_peer_updates(net.clone());
+        let mut state = State::default();
+        let now = clock.now_ms();
+        for (id, expires_at) in &config.signed_sessions {
+            if *expires_at > now {
+                state.remember_signed(*id, *expires_at);
+            }
+        }
         let inner = Arc::new(Inner {
             peer_id: net.local_peer_id().to_string(),
             net,
             config,
             clock,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             security: Mutex::new(security),
             events,
             in_flight: std::sync::atomic::AtomicUsize::new(0),
@@ -240,6 +247,31 @@ impl Coordinator {
         transaction_types: Vec<TransactionType>,
         ttl: Duration,
     ) -> Result<SignerAdvertisement, CoordinatorError> {
+        self.advertise(keypair, transaction_types, ttl, true).await
+    }
+
+    /// [`advertise_signer`](Self::advertise_signer), to the DHT only. Peers
+    /// accept one gossiped advertisement per peer a minute
+    /// (`min_advertisement_interval_ms`) and count a faster one against the
+    /// sender, while DHT records are not rate-limited: a node that restarts
+    /// within a minute of its last gossiped advertisement updates its record
+    /// with this and gossips once the minute is over.
+    pub async fn advertise_signer_in_dht(
+        &self,
+        keypair: &Keypair,
+        transaction_types: Vec<TransactionType>,
+        ttl: Duration,
+    ) -> Result<SignerAdvertisement, CoordinatorError> {
+        self.advertise(keypair, transaction_types, ttl, false).await
+    }
+
+    async fn advertise(
+        &self,
+        keypair: &Keypair,
+        transaction_types: Vec<TransactionType>,
+        ttl: Duration,
+        gossip: bool,
+    ) -> Result<SignerAdvertisement, CoordinatorError> {
         self.register_key(keypair);
         let now = self.inner.clock.now_ms();
         let addrs = self
@@ -272,7 +304,7 @@ impl Coordinator {
             .net
             .put_record(key.into_bytes(), bytes.clone())
             .await?;
-        for topic in ad.topics() {
+        for topic in ad.topics().filter(|_| gossip) {
             // Best effort: with no subscriber yet, the DHT record still serves.
             if let Err(e) = self.inner.net.publish(topic, bytes.clone()).await {
                 tracing::debug!(%topic, error = %e, "advertisement not gossiped");
@@ -561,7 +593,33 @@ impl Coordinator {
         session_id: SessionId,
         f: impl FnOnce(&mut Session, Millis) -> Result<Vec<Action>, crate::session::Misuse>,
     ) -> Result<(), CoordinatorError> {
-        let actions = self.with_session(&session_id, f)?;
+        // A step that draws our nonce is recorded (durably, with
+        // `signed_log`) before anything derived from the nonce leaves.
+        let (actions, drawn) = self.with_session(&session_id, |s, now| {
+            let before = s.nonce_drawn;
+            let actions = f(s, now)?;
+            Ok((
+                actions,
+                (!before && s.nonce_drawn).then_some(s.announcement.expires_at),
+            ))
+        })?;
+        if let Some(expires_at) = drawn {
+            lock(&self.inner.state).remember_signed(session_id, expires_at);
+            if let Some(log) = &self.inner.config.signed_log
+                && let Err(e) = log(session_id, expires_at)
+            {
+                self.inner.fault(
+                    session_id,
+                    crate::session::Fault::nobody(
+                        crate::ErrorCode::Aborted,
+                        format!("our nonce could not be recorded: {e}"),
+                    ),
+                );
+                return Err(CoordinatorError::WrongState(format!(
+                    "our nonce could not be recorded: {e}"
+                )));
+            }
+        }
         self.inner.apply(session_id, actions);
         self.inner.drain_buffered(session_id);
         Ok(())

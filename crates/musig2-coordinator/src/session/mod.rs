@@ -423,6 +423,7 @@ impl Session {
             final_signature: self.final_signature,
             coordinator_index: self.coordinator_index(),
             nonce_commitments: self.commitments_enabled,
+            public_nonces: self.nonces.clone(),
         }
     }
 
