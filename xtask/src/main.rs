@@ -21,6 +21,10 @@
 //!   discovery and of the discovery time, compares them with the same signers'
 //!   session run in one process (crypto only, measured in the same run), prints
 //!   one JSON object per measurement and rewrites the network table.
+//! * `faults [SCENARIO…]`: the multi-host fault suite (root; one node per
+//!   network namespace; loss, delay, bandwidth, partitions, SIGKILL): one
+//!   JSON object per scenario, and the table in `docs/OPERATIONS.md` (see
+//!   `faults/mod.rs`). `faults-proxy` is its TCP delay proxy.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -29,6 +33,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+mod faults;
 mod fuzz;
 
 fn main() -> Result<()> {
@@ -45,13 +50,15 @@ fn main() -> Result<()> {
         ["bench", "net"] => bench_net(),
         ["fuzz", rest @ ..] => fuzz_command(rest),
         ["fuzz-seeds"] => fuzz::seeds(),
+        ["faults", rest @ ..] => faults::faults(rest),
+        ["faults-proxy", rest @ ..] => faults::proxy(rest),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cargo xtask <ci | layers | bench core | bench net | fuzz [--secs N] [TARGET…] | fuzz-seeds>"
+        "usage: cargo xtask <ci | layers | bench core | bench net | fuzz [--secs N] [TARGET…] | fuzz-seeds | faults [SCENARIO…]>"
     );
     std::process::exit(2);
 }

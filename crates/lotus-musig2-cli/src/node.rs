@@ -70,6 +70,9 @@ pub(crate) struct NodeConfig {
     /// Security limits an operator may change.
     #[serde(default)]
     security: SecurityTable,
+    /// Session timeouts (seconds).
+    #[serde(default)]
+    timeouts: TimeoutsTable,
     /// Stop after this many completed sessions (default: run until killed).
     exit_after: Option<u32>,
     /// A signing request this node announces once it starts.
@@ -85,6 +88,21 @@ pub(crate) struct NodeConfig {
     approve: daemon::consent::ApproveConfig,
     /// Burn identities (needs `data_dir`).
     identity: Option<daemon::IdentityConfig>,
+}
+
+/// `[timeouts]`, in seconds; each defaults to `CoordinatorConfig`'s value.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimeoutsTable {
+    /// All signers must join within this (default 600).
+    join_secs: Option<u64>,
+    /// Each round must finish within this (default 120).
+    round_secs: Option<u64>,
+    /// A co-signer disconnected this long during a session is blamed (default 10).
+    disconnect_grace_secs: Option<u64>,
+    /// The coordinator must confirm its broadcast within this before the
+    /// next one takes over (default 300).
+    broadcast_secs: Option<u64>,
 }
 
 /// `[security]`: the limits an operator may need to change (the others keep
@@ -239,6 +257,8 @@ pub(crate) async fn start(config: &NodeConfig, auto_join: bool) -> Result<Starte
         Some(setup) => (setup.signed_sessions()?, Some(setup.signed_log())),
         None => (Vec::new(), None),
     };
+    let defaults = CoordinatorConfig::default();
+    let secs = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_secs);
     let coordinator_config = CoordinatorConfig {
         election_method: method,
         enable_nonce_commitment: config.nonce_commitments,
@@ -253,6 +273,13 @@ pub(crate) async fn start(config: &NodeConfig, auto_join: bool) -> Result<Starte
             CoordinatorConfig::default().discovery_timeout,
             Duration::from_secs,
         ),
+        join_timeout: secs(config.timeouts.join_secs, defaults.join_timeout),
+        round_timeout: secs(config.timeouts.round_secs, defaults.round_timeout),
+        disconnect_grace: secs(
+            config.timeouts.disconnect_grace_secs,
+            defaults.disconnect_grace,
+        ),
+        broadcast_timeout: secs(config.timeouts.broadcast_secs, defaults.broadcast_timeout),
         security: {
             let mut s = lotus_musig2::security::SecurityConfig::default();
             if let Some(n) = config.security.max_requests_per_minute {
