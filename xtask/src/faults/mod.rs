@@ -4,11 +4,14 @@
 //! one JSON object per scenario:
 //!
 //! `{"scenario", "hosts", "attempted", "completed", "failed_named", "lost",
-//! "p50_ms", "p99_ms"}`. `failed_named` counts sessions that ended with a
-//! fault naming a real culprit (a host the scenario faulted) on every host
-//! that was not itself cut off or killed; `lost` counts sessions that hung,
-//! ended without a named cause, named an innocent host, or lost a completed
-//! signature (hosts disagreeing). The goal: `lost = 0` everywhere.
+//! "p50_ms", "p99_ms"}` (plus `completed_on_some_hosts` and `notes` when
+//! they apply). Hosts cut off or killed by the scenario are not judged.
+//! `completed`: a signature exists, no two hosts hold different ones, and
+//! any host without it failed naming only faulted hosts
+//! (`completed_on_some_hosts` counts those split outcomes). `failed_named`:
+//! every judged host failed naming only faulted hosts. `lost`: hung, ended
+//! naming nobody, named an innocent host, or hosts hold different
+//! signatures. The goal: `lost = 0` everywhere.
 //!
 //! Needs root (namespaces); says so and skips otherwise. Loss and delay
 //! need nftables, installed with apt-get when missing; without it those
@@ -170,7 +173,9 @@ const SCENARIOS: &[Scenario] = &[
 
 /// What became of one session.
 enum Class {
-    Completed(u64),
+    /// The signature, and whether only some hosts hold it (the others
+    /// failed, naming a faulted host, before it reached them).
+    Completed(u64, bool),
     FailedNamed,
     Lost(String),
 }
@@ -181,6 +186,7 @@ struct Tally {
     completed: usize,
     failed_named: usize,
     lost: usize,
+    split: usize,
     times: Vec<u64>,
     notes: Vec<String>,
 }
@@ -189,8 +195,9 @@ impl Tally {
     fn add(&mut self, class: Class) {
         self.attempted += 1;
         match class {
-            Class::Completed(ms) => {
+            Class::Completed(ms, split) => {
                 self.completed += 1;
+                self.split += usize::from(split);
                 self.times.push(ms);
             }
             Class::FailedNamed => self.failed_named += 1,
@@ -214,6 +221,9 @@ impl Tally {
             "completed": self.completed, "failed_named": self.failed_named, "lost": self.lost,
             "p50_ms": pick(0.5), "p99_ms": pick(0.99),
         });
+        if self.split > 0 {
+            v["completed_on_some_hosts"] = json!(self.split);
+        }
         if !self.notes.is_empty() {
             v["notes"] = json!(self.notes);
         }
@@ -252,7 +262,10 @@ pub fn faults(only: &[&str]) -> Result<()> {
     if rows.iter().all(|r| r["lost"] == 0) {
         let _ = std::fs::remove_dir_all(&root);
     } else {
-        eprintln!("==> faults: logs of the runs with lost sessions kept in {}", root.display());
+        eprintln!(
+            "==> faults: logs of the runs with lost sessions kept in {}",
+            root.display()
+        );
     }
     if only.is_empty() {
         write_table(&rows)?;
@@ -468,15 +481,12 @@ fn classify(session: &str, judged: &[&Value], culprits: &[String], took: Duratio
         .iter()
         .filter_map(|r| r["signature"].as_str())
         .collect();
-    if !signatures.is_empty() {
-        return if signatures.len() == judged.len() && signatures.iter().all(|s| *s == signatures[0])
-        {
-            Class::Completed(took.as_millis() as u64)
-        } else {
-            Class::Lost(format!("{session}: hosts disagree on the outcome"))
-        };
+    if signatures.iter().any(|s| *s != signatures[0]) {
+        return Class::Lost(format!("{session}: hosts hold different signatures"));
     }
-    for r in judged {
+    // Every host without the signature must have failed naming only hosts
+    // the scenario faulted.
+    for r in judged.iter().filter(|r| !r["signature"].is_string()) {
         let signers = r["signers"].as_array().cloned().unwrap_or_default();
         let e = &r["error"];
         let mut named: Vec<usize> = e["culprits"]
@@ -501,10 +511,19 @@ fn classify(session: &str, judged: &[&Value], culprits: &[String], took: Duratio
             return Class::Lost(format!("{session}: {} names nobody", e["code"]));
         }
         if keys.iter().any(|k| !culprits.iter().any(|c| c == k)) {
-            return Class::Lost(format!("{session}: {} names an innocent signer", e["code"]));
+            return Class::Lost(format!(
+                "{session}: {} ({}) names an innocent signer",
+                e["code"], e["grounds"]
+            ));
         }
     }
-    Class::FailedNamed
+    match signatures.len() {
+        0 => Class::FailedNamed,
+        n if n == judged.len() => Class::Completed(took.as_millis() as u64, false),
+        // The signature exists (and is served) on some hosts; the others
+        // failed naming the faulted host before it reached them.
+        _ => Class::Completed(took.as_millis() as u64, true),
+    }
 }
 
 /// Rewrites the figures in docs/OPERATIONS.md.
@@ -518,15 +537,16 @@ fn write_table(rows: &[Value]) -> Result<()> {
         bail!("docs/OPERATIONS.md has no faults markers");
     };
     let mut table = String::from(
-        "<!-- faults:begin -->\n| scenario | hosts | attempted | completed | failed, named | lost | p50 ms | p99 ms |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "<!-- faults:begin -->\n| scenario | hosts | attempted | completed | of which on some hosts | failed, named | lost | p50 ms | p99 ms |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for r in rows {
         table.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r["scenario"].as_str().unwrap_or_default(),
             r["hosts"],
             r["attempted"],
             r["completed"],
+            r["completed_on_some_hosts"].as_u64().unwrap_or(0),
             r["failed_named"],
             r["lost"],
             r["p50_ms"],

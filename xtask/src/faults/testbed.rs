@@ -9,7 +9,7 @@
 //! inbound p2p connections through the xtask's own TCP delay proxy
 //! (`proxy.rs`), started inside the namespace.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -170,8 +170,14 @@ impl Testbed {
             .context("starting a node")?;
         let stdout = child.stdout.take().context("node stdout")?;
         let (tx, rx) = mpsc::channel::<Value>();
+        // Every line the node prints is kept in `node.out`, for a report.
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.hosts[i].dir.join("node.out"))?;
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = writeln!(out, "{line}");
                 if let Ok(v) = serde_json::from_str::<Value>(&line) {
                     let _ = tx.send(v);
                 }
@@ -359,7 +365,8 @@ impl Drop for Testbed {
     }
 }
 
-/// Removes every namespace and the bridge a previous run may have left.
+/// Removes every namespace, veth and the bridge a previous run may have
+/// left (a namespace's veth pair can outlive `ip netns del` for a moment).
 pub fn teardown_leftovers() {
     if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -369,6 +376,15 @@ pub fn teardown_leftovers() {
                 .filter(|n| n.starts_with("lmf-"))
             {
                 sh_quiet(&["ip", "netns", "del", ns]);
+            }
+        }
+    }
+    if let Ok(out) = Command::new("ip").args(["-o", "link", "show"]).output() {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split(':').nth(1).map(str::trim).unwrap_or_default();
+            let name = name.split('@').next().unwrap_or_default();
+            if name.starts_with("lmfv") {
+                sh_quiet(&["ip", "link", "del", name]);
             }
         }
     }
