@@ -745,7 +745,8 @@ async fn a_restarted_node_refuses_a_session_it_signed_in_before() {
     use musig2_coordinator::Coordinator;
     use musig2_net::{NetConfig, NodeKeypair};
 
-    let log: Arc<Mutex<Vec<([u8; 32], u64)>>> = Arc::default();
+    type Recorded = Vec<([u8; 32], u64)>;
+    let log: Arc<Mutex<Recorded>> = Arc::default();
     let recorded = Arc::clone(&log);
     let cfg = CoordinatorConfig {
         auto_join: false,
