@@ -78,24 +78,33 @@ impl Inner {
             Unknown,
         }
         let route = {
-            let state = lock(&self.state);
-            match state.sessions.get(&message.session_id) {
+            let mut state = lock(&self.state);
+            let route = match state.sessions.get(&message.session_id) {
                 Some(s) if s.is_done() => Route::Completed,
                 Some(_) => Route::Live,
                 None if state.ended.contains_key(&message.session_id) => Route::Ended,
                 None => Route::Unknown,
+            };
+            if matches!(route, Route::Unknown) {
+                // Decided and stored under one lock: a session opened after
+                // this replays it; one opened before was seen above. (Two
+                // lock scopes here once let a session open in between, replay
+                // its orphans, and strand this message for good.)
+                state.orphans.push(Orphan {
+                    peer,
+                    message,
+                    size,
+                    arrived: now,
+                });
+                return;
             }
+            route
         };
         match route {
             Route::Live => self.admit(peer, message, size),
             Route::Completed => self.on_late(peer, message),
             Route::Ended => lock(&self.state).counters.late_messages += 1,
-            Route::Unknown => lock(&self.state).orphans.push(Orphan {
-                peer,
-                message,
-                size,
-                arrived: now,
-            }),
+            Route::Unknown => {}
         }
     }
 
@@ -325,7 +334,26 @@ impl Inner {
         match admission {
             Ok(Admission::Process) => self.process(peer, index, message),
             Ok(Admission::Buffer) => {
+                // The phase was read under an earlier lock: if it has moved on
+                // since (and the phase change already drained the buffer), the
+                // message is processed now, not buffered where nothing would
+                // ever drain it (a session then stalled "waiting for
+                // signers []"). Checked and stored under one lock.
+                let kind = message.body.kind();
                 let mut state = lock(&self.state);
+                let ready = state.sessions.get(&session_id).is_some_and(|s| {
+                    s.phase != phase
+                        && musig2_security::phase::check_phase(
+                            kind,
+                            s.phase,
+                            SenderRole::Coordinator,
+                        ) == Ok(Admission::Process)
+                });
+                if ready {
+                    drop(state);
+                    self.process(peer, index, message);
+                    return;
+                }
                 let list = state.buffered.entry(session_id).or_default();
                 if list.len() < BUFFERED_PER_SESSION {
                     list.push((peer, index, message));
