@@ -222,6 +222,41 @@ mod tests {
             .unwrap_err();
         assert_eq!(refused.status(), 400, "{refused}");
 
+        // A session of ours that ended before it could be recorded is still
+        // served (`SESSION_ENDED`), and the coordinator's own error, seen
+        // later, replaces that code.
+        let early = [9u8; 32];
+        daemon
+            .track_ended(
+                early,
+                [8; 32],
+                &[keypair.public_key(), a.public_key()],
+                [1; 32],
+            )
+            .unwrap();
+        let served = daemon.session(&hex::encode(early)).unwrap();
+        assert_eq!(served["error"]["code"], "SESSION_ENDED", "{served}");
+        assert_eq!(served["signers"].as_array().unwrap().len(), 2);
+        daemon
+            .end(
+                early,
+                metrics::Outcome::Failed,
+                "DELIVERY_FAILED",
+                records::error_info("DELIVERY_FAILED", Some(1), vec![1], "unreachable"),
+            )
+            .unwrap();
+        let served = daemon.session(&hex::encode(early)).unwrap();
+        assert_eq!(served["error"]["code"], "DELIVERY_FAILED", "{served}");
+        // A record the coordinator no longer knows, not final yet: `close`
+        // says it ended (409), not that it does not exist.
+        let pending = [7u8; 32];
+        let mut open = daemon.inner.store.get(&early).unwrap().unwrap();
+        open.session_id = hex::encode(pending);
+        open.error = None;
+        daemon.inner.store.update(&pending, |_| Some(open)).unwrap();
+        let ended = daemon.close(&hex::encode(pending)).unwrap_err();
+        assert_eq!((ended.status(), ended.code()), (409, "conflict"));
+
         servers.shutdown().await;
         assert!(!dir.path().join("api.cookie").exists());
         coordinator.shutdown().await;

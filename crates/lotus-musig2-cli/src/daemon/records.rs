@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::metrics::{Outcome, Phase};
 use super::store::{SessionErrorInfo, SessionRecord, StoreError};
-use super::{ApiError, Daemon, SessionId, lock, parse_id};
+use super::{ApiError, Daemon, RequestId, SessionId, lock, parse_id};
 
 /// Sessions whose phase timings are tracked at once (beyond it a new
 /// session is not timed; its other metrics are kept).
@@ -51,6 +51,9 @@ pub(super) fn error_info_with_blame(
     info
 }
 
+/// The code of a session that ended before this node recorded it.
+const SESSION_ENDED: &str = "SESSION_ENDED";
+
 impl Daemon {
     /// `DELETE /v1/sessions/{id}`: aborts the session with every co-signer.
     pub fn close(&self, session_id: &str) -> Result<Value, ApiError> {
@@ -62,7 +65,12 @@ impl Daemon {
                     Some(r) if r.is_final() => {
                         ApiError::Conflict("the session has already ended".into())
                     }
-                    _ => ApiError::NotFound("no open session with that id".into()),
+                    // Ended in the coordinator; its outcome is on its way
+                    // to the store.
+                    Some(_) => ApiError::Conflict(
+                        "the session has already ended; its outcome is being recorded".into(),
+                    ),
+                    None => ApiError::NotFound("no open session with that id".into()),
                 });
             }
             Err(e) => return Err(e.into()),
@@ -79,9 +87,10 @@ impl Daemon {
 
     /// Records a session this node takes part in (from the coordinator's
     /// snapshot), if it is not recorded yet, and starts timing it.
-    pub(super) fn track(&self, session_id: SessionId) -> Result<(), StoreError> {
+    /// `false` if the coordinator no longer knows the session.
+    pub(super) fn track(&self, session_id: SessionId) -> Result<bool, StoreError> {
         let Some(info) = self.inner.coordinator.get_session(session_id) else {
-            return Ok(());
+            return Ok(false);
         };
         let now = self.now();
         let created = self.inner.store.update(&session_id, |old| {
@@ -111,6 +120,50 @@ impl Daemon {
                 marks.insert(session_id, Instant::now());
             }
         }
+        Ok(true)
+    }
+
+    /// Records a session of ours that ended before [`Daemon::track`] could
+    /// read it, from what we asked for, as `SESSION_ENDED`; the
+    /// coordinator's own error, if the event follower sees it after this,
+    /// replaces that code.
+    pub(super) fn track_ended(
+        &self,
+        session_id: SessionId,
+        request_id: RequestId,
+        signers: &[lotus_musig2::core::PublicKey],
+        message: [u8; 32],
+    ) -> Result<(), StoreError> {
+        let now = self.now();
+        let mut sorted = signers.to_vec();
+        sorted.sort();
+        let me = self.inner.keypair.public_key();
+        self.inner.store.update(&session_id, |old| {
+            if old.is_some() {
+                return None;
+            }
+            Some(SessionRecord {
+                session_id: hex::encode(session_id),
+                request_id: hex::encode(request_id),
+                phase: "CLOSED".into(),
+                signers: sorted.iter().map(ToString::to_string).collect(),
+                my_index: sorted.iter().position(|k| *k == me).unwrap_or_default(),
+                coordinator_index: None,
+                aggregate_pubkey: String::new(),
+                message: hex::encode(message),
+                signature: None,
+                sighash_type: None,
+                error: Some(error_info(
+                    SESSION_ENDED,
+                    None,
+                    vec![],
+                    "the session ended before this node recorded it (see the events)",
+                )),
+                nonces: vec![],
+                created_at: now,
+                updated_at: now,
+            })
+        })?;
         Ok(())
     }
 
@@ -159,8 +212,9 @@ impl Daemon {
         let mut ended = false;
         self.inner.store.update(&session_id, |old| {
             let mut r = old?;
-            let overridable = outcome == Outcome::Closed
-                && r.error.as_ref().is_some_and(|e| e.code == "SESSION_CLOSED");
+            let overridable = (outcome == Outcome::Closed
+                && r.error.as_ref().is_some_and(|e| e.code == "SESSION_CLOSED"))
+                || r.error.as_ref().is_some_and(|e| e.code == SESSION_ENDED);
             if r.signature.is_some() || (r.error.is_some() && !overridable) {
                 return None;
             }

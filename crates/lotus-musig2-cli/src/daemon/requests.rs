@@ -5,6 +5,7 @@
 use std::str::FromStr;
 
 use lotus_musig2::coordinator::CoordinatorError;
+
 use lotus_musig2::core::PublicKey;
 use lotus_musig2::security::{InputScriptType, SigningMetadata, TransactionType};
 use serde::Deserialize;
@@ -83,14 +84,16 @@ impl Daemon {
             purpose: m.purpose,
             ..SigningMetadata::default()
         };
-        let c = &self.inner.coordinator;
-        let request_id = c
-            .announce_signing_request(&signers, message, &self.inner.keypair, metadata)
+        let (request_id, session_id) = self
+            .inner
+            .coordinator
+            .announce_signing_request_session(&signers, message, &self.inner.keypair, metadata)
             .await?;
-        let session_id = c
-            .get_session_by_request(request_id)
-            .ok_or(CoordinatorError::UnknownRequest)?;
-        self.track(session_id)?;
+        if !self.track(session_id)? {
+            // It ended before we could record it (a co-signer unreachable):
+            // recorded anyway, so the API never answers "unknown" for it.
+            self.track_ended(session_id, request_id, &signers, message)?;
+        }
         Ok(json!({"request_id": hex::encode(request_id), "session_id": hex::encode(session_id)}))
     }
 

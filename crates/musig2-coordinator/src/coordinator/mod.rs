@@ -326,6 +326,22 @@ impl Coordinator {
     ) -> Result<RequestId, CoordinatorError> {
         self.announce(required, message, keypair, metadata, None)
             .await
+            .map(|(request_id, _)| request_id)
+    }
+
+    /// [`announce_signing_request`](Self::announce_signing_request), also
+    /// returning the session's id: a session can end (a co-signer
+    /// unreachable) before [`get_session_by_request`](Self::get_session_by_request)
+    /// would find it.
+    pub async fn announce_signing_request_session(
+        &self,
+        required: &[PublicKey],
+        message: [u8; 32],
+        keypair: &Keypair,
+        metadata: SigningMetadata,
+    ) -> Result<(RequestId, SessionId), CoordinatorError> {
+        self.announce(required, message, keypair, metadata, None)
+            .await
     }
 
     /// [`Coordinator::announce_signing_request`], with the transaction the
@@ -337,7 +353,7 @@ impl Coordinator {
         keypair: &Keypair,
         metadata: SigningMetadata,
         transaction: Option<TransactionRequest>,
-    ) -> Result<RequestId, CoordinatorError> {
+    ) -> Result<(RequestId, SessionId), CoordinatorError> {
         self.register_key(keypair);
         let now = self.inner.clock.now_ms();
         let mut request_nonce = [0u8; 32];
@@ -396,7 +412,7 @@ impl Coordinator {
         if let Err(e) = net.publish(REQUESTS_TOPIC, bytes).await {
             tracing::debug!(error = %e, "signing request not gossiped (no subscriber yet)");
         }
-        Ok(request_id)
+        Ok((request_id, session_id))
     }
 
     /// `createSession` (legacy): announces a request and returns its session id.

@@ -146,6 +146,7 @@ impl Coordinator {
         txrequest::check_request(&sorted, &message, &metadata, &request)?;
         self.announce(required, message, keypair, metadata, Some(request))
             .await
+            .map(|(request_id, _)| request_id)
     }
 
     /// Signs every input of `transaction` that spends the Taproot key path
