@@ -326,7 +326,9 @@ fn run(s: &Scenario, bin: &std::path::Path, dir: &std::path::Path) -> Result<Val
         match s.fault {
             Fault::Partition(_) => {
                 bed.link(2, true)?;
-                std::thread::sleep(Duration::from_secs(5));
+                // TCP retransmits on the old connections back off while the
+                // link is down: give them time to come back.
+                std::thread::sleep(Duration::from_secs(30));
                 // After the partition heals, a new session completes.
                 let class = session(&mut bed, Fault::None, n + 100)?;
                 tally.add(class);

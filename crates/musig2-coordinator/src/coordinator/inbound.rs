@@ -466,6 +466,17 @@ impl Inner {
                 } => session
                     .on_finalized(index, &signature, txid, attestation)
                     .map(|a| (a, None)),
+                // Our own timeout report, relayed back by a co-signer it
+                // ended: nothing we did not know (we decide after the grace).
+                Body::SessionAbort { report, .. }
+                    if session.timeout_reported_at.is_some()
+                        && report
+                            .relayed
+                            .as_ref()
+                            .is_some_and(|r| r.from as usize == session.me) =>
+                {
+                    Ok((Vec::new(), None))
+                }
                 Body::SessionAbort { report, signature } => Err(
                     super::accountability::judge_abort(session, index, &report, signature),
                 ),

@@ -18,6 +18,10 @@ use crate::evidence::Blame;
 use crate::session::{Action, Fault};
 use crate::wire::{AbortReport, Body, WireMessage};
 
+/// How long a node whose round timer fired waits for its co-signers'
+/// timeout reports before it names the signers it misses.
+pub(crate) const TIMEOUT_GRACE_MS: Millis = 2_000;
+
 impl Inner {
     /// Bookkeeping on our own session milestones. Lock order: the state is
     /// read and released before the security manager is taken.
@@ -211,12 +215,22 @@ impl Inner {
 
     /// The timeouts of every live session at `now`: a participant gone too
     /// long, the join phase past its deadline, a round waiting too long.
-    fn timeouts(&self, now: Millis) -> Vec<(SessionId, Fault, Vec<usize>)> {
+    /// Also returns the sessions whose round timer fired just now: their
+    /// report goes out before their verdict.
+    #[allow(clippy::type_complexity)]
+    fn timeouts(
+        &self,
+        now: Millis,
+    ) -> (
+        Vec<(SessionId, Fault, Vec<usize>)>,
+        Vec<(SessionId, Vec<usize>)>,
+    ) {
         let grace = self.config.disconnect_grace.as_millis() as Millis;
         let round = self.config.round_timeout.as_millis() as Millis;
         let join = self.config.join_timeout.as_millis() as Millis;
         let state = lock(&self.state);
         let mut faults = Vec::new();
+        let mut reports = Vec::new();
         for (id, session) in state.sessions.iter().filter(|(_, s)| !s.is_done()) {
             let gone: Vec<usize> = session
                 .peers
@@ -282,6 +296,22 @@ impl Inner {
                 );
                 faults.push((*id, fault, missing));
             } else if now.saturating_sub(session.progressed_at) >= round {
+                // A signer missing here may be stuck one round behind,
+                // waiting for a contribution that reached us but not it (a
+                // partition): our report goes out first, and the verdict
+                // waits `TIMEOUT_GRACE_MS` for the co-signers' reports (a
+                // report is judged as an abort: only the signers both views
+                // miss are named).
+                if session.view_mismatch.is_empty() {
+                    match session.timeout_reported_at {
+                        None => {
+                            reports.push((*id, missing));
+                            continue;
+                        }
+                        Some(at) if now.saturating_sub(at) < TIMEOUT_GRACE_MS => continue,
+                        Some(_) => {}
+                    }
+                }
                 let fault = if session.view_mismatch.is_empty() {
                     observed(
                         ErrorCode::RoundTimeout,
@@ -305,10 +335,39 @@ impl Inner {
                 } else {
                     Vec::new()
                 };
+                let mut fault = fault;
+                // Our report already told every co-signer.
+                fault.from_abort = session.timeout_reported_at.is_some();
                 faults.push((*id, fault, culprits));
             }
         }
-        faults
+        (faults, reports)
+    }
+
+    /// Sends our timeout report for each session whose round timer fired:
+    /// an abort naming the signers we miss. The session stays open for the
+    /// grace period (see [`Inner::timeouts`]).
+    fn report_timeouts(self: &Arc<Self>, reports: Vec<(SessionId, Vec<usize>)>, now: Millis) {
+        for (id, missing) in reports {
+            let body = {
+                let mut state = lock(&self.state);
+                let Some(s) = state.sessions.get_mut(&id) else {
+                    continue;
+                };
+                s.timeout_reported_at = Some(now);
+                s.abort_body(AbortReport {
+                    code: ErrorCode::RoundTimeout.as_str().to_owned(),
+                    culprits: missing.iter().map(|c| *c as u32).collect(),
+                    evidence: None,
+                    reason: format!(
+                        "phase {} timed out waiting for signers {missing:?}",
+                        s.phase
+                    ),
+                    relayed: None,
+                })
+            };
+            self.apply(id, vec![Action::SendToAll(body)]);
+        }
     }
 
     /// Runs on a timer inside the node: timeouts, expiry, pruning, and the
@@ -316,7 +375,9 @@ impl Inner {
     /// transport and its queued input dropped).
     pub(super) fn sweep(self: &Arc<Self>) {
         let now = self.clock.now_ms();
-        for (id, fault, culprits) in self.timeouts(now) {
+        let (faults, reports) = self.timeouts(now);
+        self.report_timeouts(reports, now);
+        for (id, fault, culprits) in faults {
             self.fault_naming(id, fault, culprits);
         }
         self.failover_due(now);

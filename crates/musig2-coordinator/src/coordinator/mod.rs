@@ -405,8 +405,16 @@ impl Coordinator {
             format!("{SESSION_KEY_PREFIX}{}", hex::encode(session_id)),
             format!("{REQUEST_KEY_PREFIX}{}", hex::encode(request_id)),
         ] {
-            if let Err(e) = net.put_record(key.into_bytes(), bytes.clone()).await {
-                tracing::warn!(error = %e, "signing request not stored in the DHT (direct delivery goes on)");
+            // Waited for a moment only: with a peer gone quiet (a partition)
+            // a Kademlia put waits for its query timeout, and the request is
+            // already on its way directly. The put goes on in the swarm.
+            let put = net.put_record(key.into_bytes(), bytes.clone());
+            match tokio::time::timeout(DHT_PUT_WAIT, put).await {
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "signing request not stored in the DHT (direct delivery goes on)");
+                }
+                Err(_) => tracing::debug!("signing request still being stored in the DHT"),
+                Ok(Ok(())) => {}
             }
         }
         if let Err(e) = net.publish(REQUESTS_TOPIC, bytes).await {
@@ -813,6 +821,9 @@ impl Inner {
         }
     }
 }
+
+/// How long announcing a request waits for each DHT put.
+const DHT_PUT_WAIT: Duration = Duration::from_secs(2);
 
 /// The coordinator task: network events in, sweeps on a timer.
 async fn run(inner: std::sync::Weak<Inner>, mut events: mpsc::Receiver<NetEvent>) {

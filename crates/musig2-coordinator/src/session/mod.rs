@@ -208,6 +208,10 @@ pub(crate) struct Session {
     next_sequence: Vec<u64>,
     /// When the session last moved forward (for the round timeout).
     pub progressed_at: Millis,
+    /// When our round timer fired and our timeout report (an abort naming
+    /// the signers we miss) went out; the verdict waits a grace period for
+    /// the co-signers' reports.
+    pub timeout_reported_at: Option<Millis>,
     /// When the session was opened here.
     pub started_at: Millis,
     /// When it completed here.
@@ -308,6 +312,7 @@ impl Session {
             failover: None,
             next_sequence: vec![0; n],
             progressed_at: now,
+            timeout_reported_at: None,
             started_at: now,
             completed_at: None,
         })
