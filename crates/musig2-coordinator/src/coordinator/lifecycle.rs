@@ -295,13 +295,17 @@ impl Inner {
                     format!("signers {missing:?} did not join in time"),
                 );
                 faults.push((*id, fault, missing));
-            } else if now.saturating_sub(session.progressed_at) >= round {
+            } else if session.timeout_reported_at.is_some()
+                || now.saturating_sub(session.progressed_at) >= round
+            {
                 // A signer missing here may be stuck one round behind,
                 // waiting for a contribution that reached us but not it (a
                 // partition): our report goes out first, and the verdict
                 // waits `TIMEOUT_GRACE_MS` for the co-signers' reports (a
                 // report is judged as an abort: only the signers both views
-                // miss are named).
+                // miss are named). Once reported, the session ends at the
+                // grace's end even if it moved meanwhile: our report told
+                // every co-signer it was over.
                 if session.view_mismatch.is_empty() {
                     match session.timeout_reported_at {
                         None => {
