@@ -186,7 +186,8 @@ impl Daemon {
         let now = self.now();
         self.inner.store.update(&session_id, |old| {
             let mut r = old?;
-            if r.is_final() {
+            // `COMPLETE` is written with the signature, never before it.
+            if r.is_final() || info.phase == lotus_musig2::security::SessionPhase::Complete {
                 return None;
             }
             r.phase = info.phase.as_str().to_string();

@@ -104,9 +104,19 @@ impl Daemon {
         let id = hex::decode(&record.session_id)
             .ok()
             .and_then(|b| <[u8; 32]>::try_from(b).ok());
-        if let Some(info) = id.and_then(|id| self.inner.coordinator.get_session(id)) {
+        let Some(id) = id else {
+            return record;
+        };
+        if let Some(info) = self.inner.coordinator.get_session(id) {
             record.phase = info.phase.as_str().to_string();
             record.coordinator_index = info.coordinator_index;
+        }
+        // Complete in the coordinator before the follower wrote it down:
+        // never `COMPLETE` without its signature.
+        if let Ok(fin) = self.inner.coordinator.get_final_signature(id) {
+            record.phase = "COMPLETE".into();
+            record.signature = Some(fin.signature.to_string());
+            record.sighash_type = fin.sighash_type;
         }
         record
     }
