@@ -209,17 +209,7 @@ fn three_daemons_sign_through_the_http_api() {
     );
 
     // --- reject refuses; DELETE aborts everyone who joined -------------------------------
-    let (code, second) = a.rpc(&[
-        "request",
-        "--signer",
-        &keys[0],
-        "--signer",
-        &keys[1],
-        "--signer",
-        &keys[2],
-        "--message",
-        &"cd".repeat(32),
-    ]);
+    let (code, second) = request(&a, &[0, 1, 2], &"cd".repeat(32));
     assert_eq!(code, 0, "{second}");
     let (request2, session2) = (
         second["request_id"].as_str().unwrap().to_string(),
@@ -278,17 +268,7 @@ fn three_daemons_sign_through_the_http_api() {
     );
 
     // --- SIGTERM: open sessions are aborted, the exit is clean, the cookie goes ---------
-    let (code, third) = a.rpc(&[
-        "request",
-        "--signer",
-        &keys[0],
-        "--signer",
-        &keys[1],
-        "--signer",
-        &keys[2],
-        "--message",
-        &"ef".repeat(32),
-    ]);
+    let (code, third) = request(&a, &[0, 1, 2], &"ef".repeat(32));
     assert_eq!(code, 0, "{third}");
     let (request3, session3) = (
         third["request_id"].as_str().unwrap().to_string(),

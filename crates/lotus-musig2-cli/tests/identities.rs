@@ -8,7 +8,7 @@
 
 use lotus_musig2::identity::identity::sign_registration;
 use lotus_musig2::identity::{IdentityId, KeyRotation, OutPoint, TxId};
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[path = "../../musig2-identity/tests/common/mod.rs"]
 mod chain;
@@ -21,20 +21,6 @@ const TIP: u32 = 1000;
 
 fn identity_table(url: &str, burn: &OutPoint) -> String {
     format!("[identity]\nenabled = true\nchronik_urls = [{url:?}]\nburn = \"{burn}\"\n")
-}
-
-/// `rpc request` for `signers` (node indices) on `node`: (exit code, JSON).
-fn request(node: &Node, signers: &[u8], message: &str) -> (i32, Value) {
-    let keys: Vec<String> = signers
-        .iter()
-        .map(|i| keypair(*i).public_key().to_string())
-        .collect();
-    let mut args = vec!["request"];
-    for k in &keys {
-        args.extend(["--signer", k]);
-    }
-    args.extend(["--message", message]);
-    node.rpc(&args)
 }
 
 #[test]

@@ -259,3 +259,18 @@ pub fn addrs(node: &Node) -> Vec<String> {
         .map(|s| s.as_str().unwrap().to_string())
         .collect()
 }
+
+/// `rpc request` on `node` for the signers with these test indices:
+/// (exit code, JSON).
+pub fn request(node: &Node, signers: &[u8], message: &str) -> (i32, Value) {
+    let keys: Vec<String> = signers
+        .iter()
+        .map(|i| keypair(*i).public_key().to_string())
+        .collect();
+    let mut args = vec!["request"];
+    for k in &keys {
+        args.extend(["--signer", k]);
+    }
+    args.extend(["--message", message]);
+    node.rpc(&args)
+}
