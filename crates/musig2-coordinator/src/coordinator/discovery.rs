@@ -209,10 +209,7 @@ impl Inner {
         // if so configured) before the policy or a join sees it.
         let view = match self.screen_request(&announcement) {
             Ok(view) => view,
-            Err(_) => {
-                lock(&self.state).pending.remove(&request_id);
-                return;
-            }
+            Err(_) => return,
         };
         // Join first (if the policy agrees), then tell the application: the
         // event then means "received, and joined if the policy said so".

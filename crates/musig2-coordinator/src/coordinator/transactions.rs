@@ -77,6 +77,8 @@ impl Inner {
                 Ok(view)
             }
             Err(reason) => {
+                // Never signable: forgotten before anyone hears of the refusal.
+                lock(&self.state).pending.remove(&announcement.request_id);
                 self.refuse(announcement, reason.clone());
                 Err(reason)
             }
