@@ -469,12 +469,19 @@ async fn run(config: NodeConfig) -> Result<Outcome> {
                 session_id,
                 coordinator_index,
             } => {
-                // This tool has no chain connection: "broadcasting" is
-                // printing; the co-signers are told it is done.
                 emit(
                     json!({"event": "should-broadcast", "session_id": hex::encode(session_id), "coordinator_index": coordinator_index}),
                 );
-                coordinator.notify_broadcast_complete(*session_id)
+                if daemon.is_some() {
+                    // The API's client broadcasts, then says so
+                    // (`POST /v1/sessions/{id}/broadcast`); until then the
+                    // co-signers' failover clocks run.
+                    Ok(())
+                } else {
+                    // The one-shot node has no chain connection:
+                    // "broadcasting" is printing; the co-signers are told.
+                    coordinator.notify_broadcast_complete(*session_id)
+                }
             }
             CoordinatorEvent::SigningRequestRefused {
                 request_id,
@@ -515,7 +522,7 @@ async fn run(config: NodeConfig) -> Result<Outcome> {
     }
     advertiser.abort();
     if let Some((daemon, servers)) = daemon {
-        daemon.close_open_sessions();
+        daemon.shut_down();
         servers.shutdown().await;
     }
     coordinator.shutdown().await;

@@ -79,10 +79,25 @@ enum RpcCall {
         /// The session id.
         session_id: String,
     },
+    /// `POST /v1/sessions/{ID}/broadcast`: this node broadcast the signed
+    /// transaction; co-signers stop their failover.
+    Broadcast {
+        /// The session id.
+        session_id: String,
+        /// The broadcast transaction's id (display hex).
+        #[arg(long)]
+        txid: Option<String>,
+    },
     /// `GET /v1/events`: print every event, one JSON line each, until stopped.
     Events,
     /// `GET /v1/peers`.
     Peers,
+    /// `GET /v1/peers/{ID}`: one peer's reputation, blacklisting and
+    /// graylisting, connected or not.
+    Peer {
+        /// The libp2p peer id.
+        peer_id: String,
+    },
     /// `GET /v1/identities/{ID}`: a burn identity, its keys and reputation.
     Identity {
         /// The identity id.
@@ -153,8 +168,14 @@ async fn call(args: &RpcArgs) -> Result<Outcome> {
         RpcCall::Sessions => ("GET", "/v1/sessions".to_string(), None),
         RpcCall::Session { session_id } => ("GET", format!("/v1/sessions/{session_id}"), None),
         RpcCall::Close { session_id } => ("DELETE", format!("/v1/sessions/{session_id}"), None),
+        RpcCall::Broadcast { session_id, txid } => (
+            "POST",
+            format!("/v1/sessions/{session_id}/broadcast"),
+            Some(json!({ "txid": txid })),
+        ),
         RpcCall::Events => return events(&client, &url, &token).await,
         RpcCall::Peers => ("GET", "/v1/peers".to_string(), None),
+        RpcCall::Peer { peer_id } => ("GET", format!("/v1/peers/{peer_id}"), None),
         RpcCall::Identity { identity_id } => ("GET", format!("/v1/identities/{identity_id}"), None),
     };
     let method = reqwest::Method::from_bytes(method.as_bytes()).context("method")?;

@@ -154,6 +154,43 @@ fn three_daemons_sign_through_the_http_api() {
     )
     .unwrap();
 
+    for s in &sessions {
+        assert_eq!(s["request"]["creator"]["pubkey"], keys[0], "{s}");
+        assert_eq!(s["request"]["message"], message);
+    }
+
+    // --- the broadcast: the coordinator is told to broadcast, the others wait ---------
+    let nodes = [&a, &b, &c];
+    let coordinator = {
+        let index = sessions[0]["coordinator_index"].as_u64().unwrap() as usize;
+        let key = &sessions[0]["signers"][index];
+        keys.iter().position(|k| key == k).unwrap()
+    };
+    for (i, node) in nodes.iter().enumerate() {
+        let want = if i == coordinator { "ours" } else { "waiting" };
+        let s = node.session_when(&session_id, |s| s["broadcast"]["state"] == want);
+        assert_eq!(s["broadcast"]["attempt"], 1, "{s}");
+    }
+    let other = (coordinator + 1) % 3;
+    let (code, bad) = nodes[other].rpc(&["broadcast", &session_id, "--txid", "zz"]);
+    assert_eq!(
+        (code, bad["error"]["code"].as_str()),
+        (1, Some("bad_request"))
+    );
+    let txid = "00ff".repeat(16);
+    let done = nodes[coordinator].rpc_ok(&["broadcast", &session_id, "--txid", &txid]);
+    assert_eq!(
+        (&done["broadcast"]["state"], &done["broadcast"]["basis"]),
+        (&json!("confirmed"), &json!("local"))
+    );
+    assert_eq!(done["broadcast"]["txid"], txid);
+    for (i, node) in nodes.iter().enumerate().filter(|(i, _)| *i != coordinator) {
+        // The coordinator's signed word reached every co-signer.
+        let s = node.session_when(&session_id, |s| s["broadcast"]["state"] == "confirmed");
+        assert_eq!(s["broadcast"]["basis"], "coordinator", "node {i}: {s}");
+        assert_eq!(s["broadcast"]["txid"], txid, "node {i}");
+    }
+
     // --- SSE: B saw the session's events in protocol order, ids increasing ------------
     let ids: Vec<u64> = seen_b.iter().filter_map(|v| v["id"].as_u64()).collect();
     assert!(
@@ -295,6 +332,13 @@ fn three_daemons_sign_through_the_http_api() {
     assert_eq!(aborted["code"], "SESSION_ABORTED");
 
     // --- kill -9 and restart: the completed session is still served ----------------------
+    let b_peer = b.listening["peer_id"].as_str().unwrap().to_string();
+    let b_on_a = a.rpc_ok(&["peer", &b_peer]);
+    assert_eq!(b_on_a["connected"], true, "{b_on_a}");
+    assert!(
+        b_on_a["reputation"]["completed_sessions"].as_u64().unwrap() >= 1,
+        "{b_on_a}"
+    );
     children.0[0].kill().unwrap();
     children.0[0].wait().unwrap();
     let old_token = token;
@@ -304,6 +348,12 @@ fn three_daemons_sign_through_the_http_api() {
     let served = a2.rpc_ok(&["session", &session_id]);
     assert_eq!(served["signature"], signature.as_str());
     assert_eq!(served["phase"], "COMPLETE");
+    assert_eq!(served["broadcast"]["state"], "confirmed");
+    assert_eq!(served["broadcast"]["txid"], txid);
+    assert_eq!(served["request"]["creator"]["pubkey"], keys[0]);
+    // What A held for B survived the crash.
+    let b_on_a2 = a2.rpc_ok(&["peer", &b_peer]);
+    assert_eq!(b_on_a2["reputation"], b_on_a["reputation"], "{b_on_a2}");
     for aborted in [&session2, &session3] {
         let s = a2.rpc_ok(&["session", aborted]);
         assert_eq!(s["error"]["code"], "SESSION_ABORTED", "{s}");

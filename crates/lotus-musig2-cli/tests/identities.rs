@@ -118,6 +118,11 @@ fn advertised_identities_are_checked_and_their_reputation_follows_sessions() {
     });
     assert_eq!(received["consent"], "approved", "{received}");
     b.session_when(&session, |s| s["signature"].is_string());
+    // The credit follows the signature (the event says when it is written).
+    let moved = wait_for(&events_b, "A's reputation after the second signing", |v| {
+        v["event"] == "identity-reputation" && v["pubkey"] == key(0).to_string()
+    });
+    assert_eq!(moved["score"], 54, "{moved}");
     let score = || b.rpc_ok(&["identity", &id_a])["reputation"]["score"].clone();
     assert_eq!(score(), 54);
 

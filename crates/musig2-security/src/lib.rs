@@ -33,7 +33,7 @@ pub use limits::SecurityConfig;
 pub use manager::SecurityManager;
 pub use metrics::MetricsSnapshot;
 pub use phase::{Admission, MessageKind, SenderRole, SessionPhase};
-pub use reputation::{BlacklistEntry, BlacklistReason, PeerScore};
+pub use reputation::{BlacklistEntry, BlacklistReason, PeerScore, SavedPeer};
 pub use rule::{Malformation, Penalty, Rejection, Rule, SignedObject, Violation};
 pub use sessions::{DirectMessage, SessionError, SessionInfo, StaleSessions};
 pub use time::{Clock, ManualClock, Millis, SystemClock};

@@ -37,7 +37,7 @@ pub const COMPLETED_SESSION_REWARD: i32 = 1;
 /// `score` (0–100, new peers 50) is advisory, for choices such as whom to
 /// auto-connect to; bans are decided by the counts against the configured
 /// thresholds.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PeerScore {
     /// 0–100.
     pub score: i32,
@@ -74,6 +74,17 @@ impl PeerScore {
             && self.rate_limit_violations == 0
             && self.last_violation_at.is_none()
     }
+}
+
+/// A peer's score and graylisting as a node saves them across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedPeer {
+    /// The peer.
+    pub peer: PeerId,
+    /// Its score and counts.
+    pub score: PeerScore,
+    /// The end of its graylisting, if one was running.
+    pub graylisted_until: Option<Millis>,
 }
 
 /// Why a peer is blacklisted.
@@ -395,6 +406,48 @@ impl Reputation {
             .count()
     }
 
+    /// What a node keeps across restarts (besides the blacklist, which it
+    /// saves as it changes): every score that differs from a new peer's,
+    /// and every graylisting still running at `now`, sorted by peer.
+    pub fn snapshot(&self, now: Millis) -> Vec<SavedPeer> {
+        let mut out: Vec<SavedPeer> = self
+            .scores
+            .iter()
+            .filter(|(_, score)| **score != PeerScore::default())
+            .map(|(peer, score)| SavedPeer {
+                peer: peer.clone(),
+                score: score.clone(),
+                graylisted_until: None,
+            })
+            .collect();
+        for (peer, until) in self.graylisted_peers(now) {
+            match out.iter_mut().find(|s| s.peer == peer) {
+                Some(saved) => saved.graylisted_until = Some(until),
+                None => out.push(SavedPeer {
+                    peer,
+                    score: PeerScore::default(),
+                    graylisted_until: Some(until),
+                }),
+            }
+        }
+        out.sort_by(|a, b| a.peer.cmp(&b.peer));
+        out
+    }
+
+    /// Restores what [`Self::snapshot`] saved (at start, before any peer
+    /// is heard); a graylisting that ended by `now` is not restored. Raises
+    /// no event: nothing new happened.
+    pub fn restore(&mut self, saved: &SavedPeer, now: Millis) {
+        let score = saved.score.clone();
+        *self.scores.entry(&saved.peer, now, PeerScore::default) = PeerScore {
+            score: score.score.clamp(MIN_SCORE, MAX_SCORE),
+            ..score
+        };
+        if let Some(until) = saved.graylisted_until.filter(|until| *until > now) {
+            *self.graylist.entry(&saved.peer, now, || until) = until;
+        }
+    }
+
     /// How many peers have a score.
     pub fn tracked_peers(&self) -> usize {
         self.scores.len()
@@ -428,6 +481,41 @@ mod tests {
 
     fn rep() -> Reputation {
         Reputation::new(&SecurityConfig::default())
+    }
+
+    #[test]
+    fn a_snapshot_restores_scores_and_running_graylistings_only() {
+        let mut r = rep();
+        let (good, bad, gray) = (
+            PeerId::from("good"),
+            PeerId::from("bad"),
+            PeerId::from("gray"),
+        );
+        r.record_session_completed(&good, 1);
+        r.record_invalid_signature(&bad, 1);
+        r.graylist_peer(&gray, 100, 1);
+        let saved = r.snapshot(1);
+        // A graylisted peer with a default score is saved for its graylisting.
+        assert_eq!(
+            saved.iter().map(|s| s.peer.as_str()).collect::<Vec<_>>(),
+            ["bad", "good", "gray"]
+        );
+
+        let mut after = rep();
+        for s in &saved {
+            after.restore(s, 50);
+        }
+        assert_eq!(after.score(&good), r.score(&good));
+        assert_eq!(after.score(&bad), r.score(&bad));
+        assert!(after.is_graylisted(&gray, 60));
+        assert!(after.drain_events().is_empty(), "a restore raises nothing");
+        // Restored past its end, a graylisting is gone.
+        let mut late = rep();
+        for s in &saved {
+            late.restore(s, 200);
+        }
+        assert!(!late.is_graylisted(&gray, 200));
+        assert_eq!(late.score(&bad).invalid_signatures, 1);
     }
 
     #[test]

@@ -4,11 +4,16 @@
 //! one JSON object per scenario:
 //!
 //! `{"scenario", "hosts", "attempted", "completed", "failed_named", "lost",
-//! "p50_ms", "p99_ms"}` (plus `completed_on_some_hosts` and `notes` when
-//! they apply). Hosts cut off or killed by the scenario are not judged.
-//! `completed`: a signature exists, no two hosts hold different ones, and
-//! any host without it failed naming only faulted hosts
-//! (`completed_on_some_hosts` counts those split outcomes). `failed_named`:
+//! "p50_ms", "p99_ms"}` (plus `completed_on_some_hosts`,
+//! `backup_broadcasts` and `notes` when they apply). Hosts cut off or
+//! killed by the scenario are not judged. `completed`: a signature exists,
+//! no two hosts hold different ones, and any host without it failed naming
+//! only faulted hosts (`completed_on_some_hosts` counts those split
+//! outcomes); when every judged host holds it, the suite plays the wallet:
+//! the host told to broadcast (the elected coordinator, or a backup when
+//! it was killed) says it did, and every other host must record the
+//! confirmation, or the session counts as lost (`backup_broadcasts` counts
+//! broadcasts by a backup). `failed_named`:
 //! every judged host failed naming only faulted hosts. `lost`: hung, ended
 //! naming nobody, named an innocent host, or hosts hold different
 //! signatures. The goal: `lost = 0` everywhere.
@@ -34,6 +39,8 @@ use testbed::Testbed;
 /// timeouts make a fault end a session within seconds.
 const EXTRA: &str = "[security]\nmax_requests_per_minute = 6000\nrequest_burst = 1000\n\n\
                      [timeouts]\njoin_secs = 20\nround_secs = 15\ndisconnect_grace_secs = 3\nbroadcast_secs = 5\n";
+/// `broadcast_secs` above.
+const BROADCAST_TIMEOUT: Duration = Duration::from_secs(5);
 /// A session not over by then has hung.
 const DEADLINE: Duration = Duration::from_secs(90);
 /// The phases in order, as session records name them.
@@ -176,6 +183,9 @@ enum Class {
     /// The signature, and whether only some hosts hold it (the others
     /// failed, naming a faulted host, before it reached them).
     Completed(u64, bool),
+    /// Completed on every judged host, and broadcast by the coordinator of
+    /// this attempt (1: the elected one; more: a backup), every host told.
+    Broadcast(u64, usize),
     FailedNamed,
     Lost(String),
 }
@@ -187,6 +197,7 @@ struct Tally {
     failed_named: usize,
     lost: usize,
     split: usize,
+    backup_broadcasts: usize,
     times: Vec<u64>,
     notes: Vec<String>,
 }
@@ -198,6 +209,11 @@ impl Tally {
             Class::Completed(ms, split) => {
                 self.completed += 1;
                 self.split += usize::from(split);
+                self.times.push(ms);
+            }
+            Class::Broadcast(ms, attempt) => {
+                self.completed += 1;
+                self.backup_broadcasts += usize::from(attempt > 1);
                 self.times.push(ms);
             }
             Class::FailedNamed => self.failed_named += 1,
@@ -223,6 +239,9 @@ impl Tally {
         });
         if self.split > 0 {
             v["completed_on_some_hosts"] = json!(self.split);
+        }
+        if self.backup_broadcasts > 0 {
+            v["backup_broadcasts"] = json!(self.backup_broadcasts);
         }
         if !self.notes.is_empty() {
             v["notes"] = json!(self.notes);
@@ -437,10 +456,64 @@ fn session(bed: &mut Testbed, fault: Fault, n: usize) -> Result<Class> {
             .count();
         let over = |r: &&Value| r["signature"].is_string() || !r["error"].is_null();
         if judged.len() == expected && judged.iter().all(over) {
-            return Ok(classify(&session, &judged, &culprits, started.elapsed()));
+            let class = classify(&session, &judged, &culprits, started.elapsed());
+            if let Class::Completed(ms, false) = class {
+                // The wallet's part: whoever is to broadcast does, and says so.
+                let judged: Vec<usize> = records
+                    .iter()
+                    .map(|(i, _)| *i)
+                    .filter(|i| !excluded.contains(i))
+                    .collect();
+                return Ok(match broadcast(bed, &session, &judged)? {
+                    Ok(attempt) => Class::Broadcast(ms, attempt),
+                    Err(why) => Class::Lost(format!("{session}: {why}")),
+                });
+            }
+            return Ok(class);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Waits until one of `hosts` is told to broadcast the completed
+/// `session` (the elected coordinator, or a backup once its clock moved on),
+/// has it say it did, and checks every other host took the coordinator's
+/// word. The attempt that broadcast (1: the elected coordinator), or what
+/// went wrong.
+fn broadcast(bed: &Testbed, session: &str, hosts: &[usize]) -> Result<Result<usize, String>> {
+    // Every backup in turn, plus slack.
+    let deadline = Instant::now() + BROADCAST_TIMEOUT * (bed.hosts.len() as u32 + 1);
+    let record = |i: usize| bed.rpc(i, &["session", session]).ok();
+    let (broadcaster, attempt) = loop {
+        let ours = hosts.iter().find_map(|&i| {
+            let r = record(i)?;
+            (r["broadcast"]["state"] == "ours").then(|| (i, r["broadcast"]["attempt"].as_u64()))
+        });
+        if let Some((i, attempt)) = ours {
+            break (i, attempt.unwrap_or(0) as usize);
+        }
+        if Instant::now() > deadline {
+            return Ok(Err("no host was told to broadcast".into()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let done = bed.rpc(broadcaster, &["broadcast", session])?;
+    if done["broadcast"]["state"] != "confirmed" {
+        return Ok(Err(format!("broadcast not recorded: {done}")));
+    }
+    let deadline = Instant::now() + BROADCAST_TIMEOUT;
+    for &i in hosts.iter().filter(|i| **i != broadcaster) {
+        loop {
+            if record(i).is_some_and(|r| r["broadcast"]["state"] == "confirmed") {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Ok(Err(format!("host {i} never heard of the broadcast")));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(Ok(attempt))
 }
 
 fn trigger(fault: Fault) -> Option<&'static str> {

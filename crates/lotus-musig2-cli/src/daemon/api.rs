@@ -209,8 +209,10 @@ fn router(state: AppState) -> Router {
         .route("/v1/requests/{request_id}/reject", post(reject))
         .route("/v1/sessions", get(sessions))
         .route("/v1/sessions/{session_id}", get(session).delete(close))
+        .route("/v1/sessions/{session_id}/broadcast", post(broadcast_done))
         .route("/v1/events", get(events))
         .route("/v1/peers", get(peers))
+        .route("/v1/peers/{peer_id}", get(peer))
         .route("/v1/identities", post(register_identity))
         .route("/v1/identities/{identity_id}", get(identity))
         .route("/v1/identities/{identity_id}/rotate", post(rotate_identity))
@@ -275,8 +277,20 @@ async fn close(State(s): State<AppState>, UrlPath(id): UrlPath<String>) -> ApiRe
     s.daemon.close(&id).map(axum::Json)
 }
 
+async fn broadcast_done(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> ApiResult {
+    s.daemon.broadcast(&id, &body).map(axum::Json)
+}
+
 async fn peers(State(s): State<AppState>) -> ApiResult {
     s.daemon.peers().await.map(axum::Json)
+}
+
+async fn peer(State(s): State<AppState>, UrlPath(id): UrlPath<String>) -> ApiResult {
+    s.daemon.peer(&id).await.map(axum::Json)
 }
 
 async fn register_identity(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {

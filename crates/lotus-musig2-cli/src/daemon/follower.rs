@@ -25,6 +25,7 @@ impl Daemon {
     pub(super) async fn pump(self) {
         let mut events = self.inner.coordinator.subscribe();
         let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        let mut save = tokio::time::interval(super::reputation::SAVE_INTERVAL);
         loop {
             tokio::select! {
                 event = events.recv() => match event {
@@ -39,6 +40,7 @@ impl Daemon {
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
+                _ = save.tick() => self.save_reputation(),
                 _ = sweep.tick() => {
                     let expired = lock(&self.inner.consent).sweep(self.now());
                     for id in expired {
@@ -100,6 +102,7 @@ impl Daemon {
                 self.publish("request-received", v);
             }
             CoordinatorEvent::SessionCreated(id) => {
+                self.track(*id)?;
                 self.publish("session-created", json!({"session_id": hexid(id)}));
             }
             CoordinatorEvent::SessionReady {
@@ -132,6 +135,7 @@ impl Daemon {
                 signature,
             } => {
                 self.complete(*session_id)?;
+                self.save_reputation();
                 self.publish(
                     "session-complete",
                     json!({"session_id": hexid(session_id), "signature": signature.to_string()}),
@@ -161,6 +165,8 @@ impl Daemon {
                     code.as_str(),
                     error_info_with_blame(code.as_str(), *signer, culprits.clone(), message, blame),
                 )?;
+                // A proven fault moved a score.
+                self.save_reputation();
                 self.publish(
                     "session-error",
                     json!({
@@ -176,6 +182,7 @@ impl Daemon {
                 session_id,
                 coordinator_index,
             } => {
+                self.should_broadcast(*session_id, *coordinator_index)?;
                 self.publish(
                     "should-broadcast",
                     json!({"session_id": hexid(session_id), "coordinator_index": coordinator_index}),
@@ -186,6 +193,7 @@ impl Daemon {
                 attempt,
             } => {
                 self.set_phase(*session_id)?;
+                self.coordinator_failed(*session_id, *attempt)?;
                 self.publish(
                     "coordinator-failed",
                     json!({"session_id": hexid(session_id), "attempt": attempt}),
@@ -195,6 +203,7 @@ impl Daemon {
                 session_id,
                 attempts,
             } => {
+                self.failover_exhausted(*session_id)?;
                 self.publish(
                     "failover-exhausted",
                     json!({"session_id": hexid(session_id), "attempts": attempts}),
@@ -251,19 +260,28 @@ impl Daemon {
                     json!({"kind": s.name(), "peer_id": s.peer().to_string()}),
                 );
             }
+            CoordinatorEvent::BroadcastConfirmed { session_id, basis } => {
+                self.broadcast_confirmed(*session_id, basis)?;
+                let record = self.inner.store.get(session_id)?;
+                let b = record.and_then(|r| r.broadcast);
+                self.publish(
+                    "broadcast-confirmed",
+                    json!({
+                        "session_id": hexid(session_id),
+                        "txid": b.as_ref().and_then(|b| b.txid.clone()),
+                        "basis": b.as_ref().and_then(|b| b.basis.clone()),
+                    }),
+                );
+            }
             other => {
-                // Events this daemon does not interpret (e.g. broadcast
-                // confirmations) are still forwarded, by name.
+                // Events this daemon does not interpret are still
+                // forwarded, by name.
                 let debug = format!("{other:?}");
                 let name: String = debug
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric())
                     .collect();
-                let session_id = match other {
-                    CoordinatorEvent::BroadcastConfirmed { session_id: id, .. } => Some(hexid(id)),
-                    _ => None,
-                };
-                self.publish(&kebab(&name), json!({"session_id": session_id}));
+                self.publish(&kebab(&name), json!({}));
             }
         }
         Ok(())

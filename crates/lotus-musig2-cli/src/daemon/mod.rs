@@ -16,6 +16,7 @@
 //! `api` (HTTP).
 
 pub mod api;
+mod broadcasting;
 mod config;
 pub mod consent;
 mod error;
@@ -24,6 +25,7 @@ pub mod identities;
 pub mod metrics;
 pub mod persist;
 mod records;
+mod reputation;
 mod requests;
 mod setup;
 pub mod store;
@@ -80,6 +82,8 @@ struct Inner {
     marks: Mutex<HashMap<SessionId, Instant>>,
     /// Burn identities, when `[identity] enabled`.
     identities: Option<Arc<lotus_musig2::coordinator::identity::LiveIdentityManager>>,
+    /// The peer scores as last saved (saved again only when they change).
+    saved_reputation: Mutex<Vec<lotus_musig2::security::SavedPeer>>,
     /// The data directory's lock, held while the daemon runs.
     _lock: persist::DirLock,
 }

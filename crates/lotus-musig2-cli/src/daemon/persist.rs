@@ -3,8 +3,8 @@
 //! process per directory), the libp2p node key (a stable peer id, so
 //! co-signers find the node again), the sessions it drew a nonce in (never a
 //! nonce itself: only the id, so a restart never signs a second nonce for
-//! one run), and the peers it blacklisted (a banned attacker is not forgiven
-//! by a restart).
+//! one run), the peers it blacklisted (a banned attacker is not forgiven
+//! by a restart) and the other peers' scores and graylistings.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write as _;
@@ -14,7 +14,9 @@ use rand::RngCore as _;
 use redb::{ReadableDatabase as _, ReadableTable as _};
 use zeroize::Zeroizing;
 
-use super::store::{BANS, META, SIGNED, SessionStore, StoreError, db_err};
+use lotus_musig2::security::SavedPeer;
+
+use super::store::{BANS, META, REPUTATION, SIGNED, SessionStore, StoreError, db_err};
 use super::{DaemonError, SessionId};
 
 /// The lock file in the data directory.
@@ -137,6 +139,41 @@ impl SessionStore {
         txn.commit().map_err(db_err)
     }
 
+    /// Replaces the saved peer scores with `peers`, in one transaction.
+    pub fn save_reputation(&self, peers: &[SavedPeer]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = txn.open_table(REPUTATION).map_err(db_err)?;
+            table.retain(|_, _| false).map_err(db_err)?;
+            for p in peers {
+                let json = serde_json::to_vec(p).map_err(|e| StoreError::Corrupt {
+                    id: p.peer.to_string(),
+                    reason: e.to_string(),
+                })?;
+                table
+                    .insert(p.peer.as_str(), json.as_slice())
+                    .map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    /// The saved peer scores (a record that does not decode is skipped
+    /// with a warning: a score is advice, not a fact to fail on).
+    pub fn reputation(&self) -> Result<Vec<SavedPeer>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(REPUTATION).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(db_err)? {
+            let (peer, json) = entry.map_err(db_err)?;
+            match serde_json::from_slice(json.value()) {
+                Ok(saved) => out.push(saved),
+                Err(e) => tracing::warn!(peer = peer.value(), error = %e, "saved score skipped"),
+            }
+        }
+        Ok(out)
+    }
+
     /// When our advertisement was last gossiped (ms since the epoch).
     pub fn last_gossiped(&self) -> Result<Option<u64>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
@@ -196,7 +233,7 @@ mod tests {
     }
 
     #[test]
-    fn signed_sessions_and_bans_survive_reopening() {
+    fn signed_sessions_bans_and_scores_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sessions.redb");
         {
@@ -210,6 +247,21 @@ mod tests {
             store.set_last_gossiped(1234).unwrap();
         }
         let store = SessionStore::open(&path).unwrap();
+        assert_eq!(store.reputation().unwrap(), vec![]);
+        let saved = |peer: &str, score| SavedPeer {
+            peer: lotus_musig2::security::PeerId::new(peer),
+            score: lotus_musig2::security::PeerScore {
+                score,
+                ..Default::default()
+            },
+            graylisted_until: Some(9),
+        };
+        store.save_reputation(&[saved("a", 7), saved("b", 8)]).unwrap();
+        store.save_reputation(&[saved("b", 9)]).unwrap();
+        drop(store);
+        let store = SessionStore::open(&path).unwrap();
+        // The last save replaced the first.
+        assert_eq!(store.reputation().unwrap(), vec![saved("b", 9)]);
         assert_eq!(store.signed_sessions(200).unwrap(), vec![([2; 32], 300)]);
         // The expired one is gone for good.
         assert_eq!(store.signed_sessions(0).unwrap(), vec![([2; 32], 300)]);

@@ -8,7 +8,8 @@ use lotus_musig2::coordinator::{Blame, CoordinatorError};
 use serde_json::Value;
 
 use super::metrics::{Outcome, Phase};
-use super::store::{SessionErrorInfo, SessionRecord, StoreError};
+use super::store::{BroadcastState, SessionErrorInfo, SessionRecord, StoreError};
+use super::views::request_json;
 use super::{ApiError, Daemon, RequestId, SessionId, lock, parse_id};
 
 /// Sessions whose phase timings are tracked at once (beyond it a new
@@ -92,6 +93,7 @@ impl Daemon {
         let Some(info) = self.inner.coordinator.get_session(session_id) else {
             return Ok(false);
         };
+        let announcement = self.inner.coordinator.get_announcement(session_id);
         let now = self.now();
         let created = self.inner.store.update(&session_id, |old| {
             if old.is_some() {
@@ -110,6 +112,8 @@ impl Daemon {
                 sighash_type: None,
                 error: None,
                 nonces: nonces_hex(&info.public_nonces),
+                request: announcement.as_ref().map(request_json),
+                broadcast: None,
                 created_at: now,
                 updated_at: now,
             })
@@ -160,6 +164,8 @@ impl Daemon {
                     "the session ended before this node recorded it (see the events)",
                 )),
                 nonces: vec![],
+                request: None,
+                broadcast: None,
                 created_at: now,
                 updated_at: now,
             })
@@ -254,6 +260,16 @@ impl Daemon {
             if let Some(info) = info {
                 r.coordinator_index = info.coordinator_index;
             }
+            // `should-broadcast` may have come first.
+            if r.broadcast.is_none() {
+                r.broadcast = Some(BroadcastState {
+                    state: super::broadcasting::WAITING.into(),
+                    coordinator_index: r.coordinator_index,
+                    attempt: 1,
+                    txid: None,
+                    basis: None,
+                });
+            }
             r.updated_at = now;
             Some(r)
         })?;
@@ -315,26 +331,10 @@ impl Daemon {
         }
     }
 
-    /// Blacklists again, at start, every peer blacklisted before (a restart
-    /// forgives nobody); the coordinator cuts them off at its next sweep.
-    pub(super) fn restore_bans(&self) -> Result<(), StoreError> {
-        let now = self.now();
-        let bans = self.inner.store.bans()?;
-        self.inner.coordinator.with_security(|s| {
-            for (peer, reason) in &bans {
-                s.blacklist_peer(
-                    &lotus_musig2::security::PeerId::new(peer.as_str()),
-                    reason.as_str(),
-                    now,
-                );
-            }
-        });
-        Ok(())
-    }
-
-    /// Clean shutdown: every open session is closed with an abort to its
-    /// co-signers.
-    pub fn close_open_sessions(&self) {
+    /// Clean shutdown: saves the peers' scores, then closes every open
+    /// session with an abort to its co-signers.
+    pub fn shut_down(&self) {
+        self.save_reputation();
         let Ok(records) = self.inner.store.list() else {
             return;
         };
@@ -342,6 +342,14 @@ impl Daemon {
             let Ok(id) = parse_id("session_id", &r.session_id) else {
                 continue;
             };
+            // Completed, its signature not yet recorded by the follower:
+            // record it; never abort a signed session.
+            if self.inner.coordinator.get_final_signature(id).is_ok() {
+                if let Err(e) = self.complete(id) {
+                    tracing::warn!(error = %e, "signature not recorded");
+                }
+                continue;
+            }
             if self.inner.coordinator.close_session(id).is_ok()
                 && let Err(e) = self.end(
                     id,

@@ -179,10 +179,11 @@ impl Setup {
                 clock: self.clock,
                 marks: Mutex::new(HashMap::new()),
                 identities: self.identities,
+                saved_reputation: Mutex::new(Vec::new()),
                 _lock: self.lock,
             }),
         };
-        daemon.restore_bans()?;
+        daemon.restore_reputation()?;
         daemon.mark_interrupted()?;
         let pump = tokio::spawn(daemon.clone().pump());
         let servers =

@@ -11,7 +11,8 @@
 //! A second table keeps the consent policy's running total of the amounts
 //! signed today, so a restart does not reset `max_amount_per_day`; two more
 //! (read and written in `persist`) keep the sessions this node drew a nonce
-//! in and the peers it blacklisted.
+//! in and the peers it blacklisted, and one the peers' scores and
+//! graylistings.
 
 use std::path::Path;
 
@@ -30,6 +31,8 @@ const SPENT_TODAY: &str = "spent_today";
 pub(super) const SIGNED: TableDefinition<'_, &[u8; 32], u64> = TableDefinition::new("signed");
 /// Peer id → why it was blacklisted (`persist`).
 pub(super) const BANS: TableDefinition<'_, &str, &str> = TableDefinition::new("bans");
+/// Peer id → its saved score and graylisting (JSON of `SavedPeer`; `persist`).
+pub(super) const REPUTATION: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("reputation");
 /// Small facts by name (`persist`): when our advertisement was last gossiped.
 pub(super) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 
@@ -85,10 +88,36 @@ pub struct SessionRecord {
     /// what shows that no key ever sent one nonce twice.
     #[serde(default)]
     pub nonces: Vec<Option<String>>,
+    /// The signed request as announced (creator, metadata, times; the JSON
+    /// of `GET /v1/requests/pending`), when the node saw it.
+    #[serde(default)]
+    pub request: Option<serde_json::Value>,
+    /// After completion: who is to broadcast, and whether it is confirmed.
+    #[serde(default)]
+    pub broadcast: Option<BroadcastState>,
     /// When this node first recorded the session (ms since the epoch).
     pub created_at: u64,
     /// When the record last changed.
     pub updated_at: u64,
+}
+
+/// The broadcast of a completed session, as this node knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BroadcastState {
+    /// `waiting` (the current coordinator is to broadcast), `ours` (this
+    /// node is the current coordinator: broadcast, then `POST …/broadcast`),
+    /// `confirmed`, or `exhausted` (every coordinator timed out).
+    pub state: String,
+    /// The current coordinator's sorted index.
+    pub coordinator_index: Option<usize>,
+    /// The coordinator attempt (1 = the elected one, 2 = its first backup…).
+    pub attempt: usize,
+    /// The broadcast transaction's id (hex, internal byte order), if known.
+    pub txid: Option<String>,
+    /// What the confirmation rests on: `local` (this node broadcast),
+    /// `coordinator` (the coordinator's signed word) or `chronik` (the
+    /// transaction was seen through this node's Chronik client).
+    pub basis: Option<String>,
 }
 
 impl SessionRecord {
@@ -134,6 +163,7 @@ impl SessionStore {
         txn.open_table(SIGNED).map_err(db_err)?;
         txn.open_table(BANS).map_err(db_err)?;
         txn.open_table(META).map_err(db_err)?;
+        txn.open_table(REPUTATION).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
         Ok(Self { db })
     }
@@ -248,6 +278,8 @@ mod tests {
             sighash_type: None,
             error: None,
             nonces: vec![],
+            request: None,
+            broadcast: None,
             created_at,
             updated_at: created_at,
         }

@@ -4,7 +4,8 @@
 
 use lotus_musig2::coordinator::CoordinatorError;
 use lotus_musig2::security::{
-    InputScriptType, PeerId as SecPeer, SessionAnnouncement, SigningMetadata, TransactionType,
+    InputScriptType, PeerId as SecPeer, PeerScore, SessionAnnouncement, SigningMetadata,
+    TransactionType,
 };
 use serde_json::{Value, json};
 
@@ -22,6 +23,16 @@ fn metadata_json(m: &SigningMetadata) -> Value {
         "amount": m.amount,
         "purpose": m.purpose,
         "sighash_type": m.sighash_type,
+    })
+}
+
+fn reputation_json(score: &PeerScore) -> Value {
+    json!({
+        "score": score.score,
+        "completed_sessions": score.completed_sessions,
+        "invalid_signatures": score.invalid_signatures,
+        "spam_count": score.spam_count,
+        "rate_limit_violations": score.rate_limit_violations,
     })
 }
 
@@ -133,19 +144,45 @@ impl Daemon {
             .iter()
             .map(|p| {
                 let score = c.with_security(|s| s.peer_score(&SecPeer::new(p.to_string())));
-                json!({
-                    "peer_id": p.to_string(),
-                    "reputation": {
-                        "score": score.score,
-                        "completed_sessions": score.completed_sessions,
-                        "invalid_signatures": score.invalid_signatures,
-                        "spam_count": score.spam_count,
-                        "rate_limit_violations": score.rate_limit_violations,
-                    },
-                })
+                json!({"peer_id": p.to_string(), "reputation": reputation_json(&score)})
             })
             .collect();
         Ok(Value::Array(out))
+    }
+
+    /// `GET /v1/peers/{peer_id}`: what this node holds against (or for) one
+    /// peer, connected or not: its reputation, blacklisting and graylisting.
+    pub async fn peer(&self, peer_id: &str) -> Result<Value, ApiError> {
+        let parsed: lotus_musig2::net::PeerId = peer_id
+            .parse()
+            .map_err(|_| ApiError::BadRequest("peer_id: not a libp2p peer id".into()))?;
+        let c = &self.inner.coordinator;
+        let connected = c
+            .net()
+            .connected_peers()
+            .await
+            .map_err(CoordinatorError::from)?
+            .contains(&parsed);
+        let peer = SecPeer::new(parsed.to_string());
+        let now = self.now();
+        let (score, blacklisted, graylisted_until) = c.with_security(|s| {
+            let blacklisted = s.reputation().blacklist_entry(&peer).map(|e| {
+                json!({"reason": e.reason.to_string(), "since": e.since, "manual": e.is_manual()})
+            });
+            let until = s
+                .graylisted_peers(now)
+                .into_iter()
+                .find(|(p, _)| *p == peer)
+                .map(|(_, until)| until);
+            (s.peer_score(&peer), blacklisted, until)
+        });
+        Ok(json!({
+            "peer_id": parsed.to_string(),
+            "connected": connected,
+            "reputation": reputation_json(&score),
+            "blacklisted": blacklisted,
+            "graylisted_until": graylisted_until,
+        }))
     }
 
     /// `GET /metrics`: copies the outside counters in, then encodes.

@@ -350,6 +350,14 @@ impl Coordinator {
             .map(Session::info)
     }
 
+    /// The signed announcement a live session was opened from.
+    pub fn get_announcement(&self, session_id: SessionId) -> Option<SessionAnnouncement> {
+        lock(&self.inner.state)
+            .sessions
+            .get(&session_id)
+            .map(|s| s.announcement.clone())
+    }
+
     /// The session a request became, if we joined it.
     pub fn get_session_by_request(&self, request_id: RequestId) -> Option<SessionId> {
         lock(&self.inner.state).requests.get(&request_id).copied()
