@@ -35,6 +35,7 @@ use serde_json::{Value, json};
 
 mod faults;
 mod fuzz;
+mod scale;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -48,6 +49,7 @@ fn main() -> Result<()> {
         ["layers"] => layers(),
         ["bench", "core"] => bench_core(),
         ["bench", "net"] => bench_net(),
+        ["bench", "scale"] => scale::bench(),
         ["fuzz", rest @ ..] => fuzz_command(rest),
         ["fuzz-seeds"] => fuzz::seeds(),
         ["faults", rest @ ..] => faults::faults(rest),
@@ -58,7 +60,7 @@ fn main() -> Result<()> {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cargo xtask <ci | layers | bench core | bench net | fuzz [--secs N] [TARGET…] | fuzz-seeds | faults [SCENARIO…]>"
+        "usage: cargo xtask <ci | layers | bench core | bench net | bench scale | fuzz [--secs N] [TARGET…] | fuzz-seeds | faults [SCENARIO…]>"
     );
     std::process::exit(2);
 }

@@ -116,6 +116,9 @@ struct SecurityTable {
     max_requests_per_minute: Option<u32>,
     /// Burst above that rate (default 20).
     request_burst: Option<u32>,
+    /// Sessions open at once (default 10); a node that signs many at once
+    /// raises it (each live session costs it a few KiB: docs/PERFORMANCE.md).
+    max_concurrent_sessions: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -287,6 +290,9 @@ pub(crate) async fn start(config: &NodeConfig, auto_join: bool) -> Result<Starte
             }
             if let Some(n) = config.security.request_burst {
                 s.request_burst = n;
+            }
+            if let Some(n) = config.security.max_concurrent_sessions {
+                s.max_concurrent_sessions = n;
             }
             s
         },

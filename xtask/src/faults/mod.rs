@@ -18,6 +18,9 @@
 //! naming nobody, named an innocent host, or hosts hold different
 //! signatures. The goal: `lost = 0` everywhere.
 //!
+//! The hosts' data directories and logs are deleted after a run without a
+//! lost session, kept otherwise or with `LOTUS_MUSIG2_FAULTS_KEEP=1`.
+//!
 //! Needs root (namespaces); says so and skips otherwise. Loss and delay
 //! need nftables, installed with apt-get when missing; without it those
 //! scenarios are skipped, with a message.
@@ -278,13 +281,11 @@ pub fn faults(only: &[&str]) -> Result<()> {
         println!("{row}");
         rows.push(row);
     }
-    if rows.iter().all(|r| r["lost"] == 0) {
+    let keep = std::env::var_os("LOTUS_MUSIG2_FAULTS_KEEP").is_some();
+    if !keep && rows.iter().all(|r| r["lost"] == 0) {
         let _ = std::fs::remove_dir_all(&root);
     } else {
-        eprintln!(
-            "==> faults: logs of the runs with lost sessions kept in {}",
-            root.display()
-        );
+        eprintln!("==> faults: the hosts' logs are kept in {}", root.display());
     }
     if only.is_empty() {
         write_table(&rows)?;

@@ -26,9 +26,7 @@ fn display_txid(internal: [u8; 32]) -> String {
 fn basis_fields(basis: &ConfirmationBasis) -> (Option<String>, &'static str) {
     match basis {
         ConfirmationBasis::Local { txid } => (txid.map(display_txid), "local"),
-        ConfirmationBasis::CoordinatorWord { txid, .. } => {
-            (txid.map(display_txid), "coordinator")
-        }
+        ConfirmationBasis::CoordinatorWord { txid, .. } => (txid.map(display_txid), "coordinator"),
         ConfirmationBasis::ChronikSeen { txid, .. } => (Some(display_txid(*txid)), "chronik"),
         _ => (None, "unknown"),
     }
@@ -126,7 +124,11 @@ impl Daemon {
     }
 
     /// `coordinator-failed`: failover moved on to attempt `attempt`.
-    pub(super) fn coordinator_failed(&self, id: SessionId, attempt: usize) -> Result<(), StoreError> {
+    pub(super) fn coordinator_failed(
+        &self,
+        id: SessionId,
+        attempt: usize,
+    ) -> Result<(), StoreError> {
         self.set_broadcast(id, |b| {
             b.state = WAITING.into();
             b.attempt = attempt;

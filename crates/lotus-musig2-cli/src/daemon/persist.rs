@@ -256,7 +256,9 @@ mod tests {
             },
             graylisted_until: Some(9),
         };
-        store.save_reputation(&[saved("a", 7), saved("b", 8)]).unwrap();
+        store
+            .save_reputation(&[saved("a", 7), saved("b", 8)])
+            .unwrap();
         store.save_reputation(&[saved("b", 9)]).unwrap();
         drop(store);
         let store = SessionStore::open(&path).unwrap();
