@@ -703,3 +703,78 @@ async fn the_creators_commitment_setting_binds_every_signer() {
         cluster.shutdown().await;
     }
 }
+
+/// A creator may keep only two sessions waiting for joins on a co-signer
+/// (a flood of requests naming absent signers ties up no more); its other
+/// requests wait their turn there and are joined as the first move on.
+/// Node 2 joins by hand, late: until it does, node 1 holds two of the
+/// creator's eight sessions and defers six; then all eight complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creators_requests_beyond_two_waiting_wait_their_turn_and_complete() {
+    let mut base = config(ElectionMethod::Lexicographic);
+    base.security.max_concurrent_sessions = 64;
+    let manual = CoordinatorConfig {
+        auto_join: false,
+        ..base.clone()
+    };
+    let nodes = vec![
+        (musig2_core::Keypair::random(&mut rand::rng()), base.clone()),
+        (musig2_core::Keypair::random(&mut rand::rng()), base),
+        (musig2_core::Keypair::random(&mut rand::rng()), manual),
+    ];
+    let cluster = LocalCluster::start_with_configs(nodes).await.unwrap();
+    let drivers: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|n| musig2_coordinator::cluster::drive_rounds(n.coordinator.clone()))
+        .collect();
+    let mut events = cluster.nodes[1].coordinator.subscribe();
+    let keys = cluster.pubkeys();
+    let creator = &cluster.nodes[0];
+    let mut requests = Vec::new();
+    for i in 0..8u8 {
+        let request = creator
+            .coordinator
+            .announce_signing_request(&keys, [i; 32], &creator.keypair, SigningMetadata::default())
+            .await
+            .unwrap();
+        requests.push(request);
+    }
+    // Node 1 joined two and holds the other six for later.
+    let waiting = &cluster.nodes[1].coordinator;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let sizes = waiting.state_sizes();
+        if sizes.sessions == 2 && sizes.pending == 6 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{sizes:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let late = &cluster.nodes[2];
+    for r in &requests {
+        late.coordinator
+            .join_signing_request(*r, &late.keypair)
+            .await
+            .unwrap();
+    }
+    let mut complete = std::collections::HashSet::new();
+    while complete.len() < requests.len() {
+        match tokio::time::timeout(Duration::from_secs(60), events.recv()).await {
+            Ok(Ok(CoordinatorEvent::SessionComplete { session_id, .. })) => {
+                complete.insert(session_id);
+            }
+            Ok(Ok(CoordinatorEvent::SessionError { code, message, .. })) => {
+                panic!("a session failed: {code:?} {message}")
+            }
+            Ok(_) => {}
+            Err(_) => panic!("only {} of 8 sessions completed", complete.len()),
+        }
+    }
+    assert_eq!(waiting.counters().deferred_joins_dropped, 0);
+    assert_eq!(waiting.state_sizes().pending, 0);
+    for d in drivers {
+        d.abort();
+    }
+    cluster.shutdown().await;
+}

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use musig2_core::PublicKey;
+use musig2_core::{Keypair, PublicKey};
 use musig2_net::{Multiaddr, PeerId, Verdict};
 use musig2_security::{Delivery, Millis, SessionAnnouncement, SignerAdvertisement};
 use tracing::{debug, info, warn};
@@ -29,6 +29,9 @@ const AUTO_DIALS_PER_MINUTE: u32 = 10;
 /// through automatic joins: a creator that names signers who never join can
 /// tie up at most this many of our session slots until the join timeout.
 const AUTO_JOINING_PER_CREATOR: usize = 2;
+/// Requests deferred at most (their announcements stay in the bounded
+/// pending set; beyond this a request is not joined automatically).
+const MAX_DEFERRED_JOINS: usize = 1024;
 
 impl Inner {
     /// Finds the peer of a signer key: the directory, else the DHT.
@@ -168,6 +171,120 @@ impl Inner {
         Ok(a)
     }
 
+    /// Sessions of `creator` here that still wait for joins.
+    fn joining_from(&self, creator: &PublicKey) -> usize {
+        lock(&self.state)
+            .sessions
+            .values()
+            .filter(|s| {
+                s.phase == musig2_security::SessionPhase::SigningRequest
+                    && s.announcement.creator_pubkey == *creator
+            })
+            .count()
+    }
+
+    /// Joins a screened request if the join policy agrees. A creator that
+    /// already has [`AUTO_JOINING_PER_CREATOR`] sessions waiting for joins
+    /// here waits its turn: the request is deferred (it stays pending) and
+    /// joined by [`Self::resume_deferred_joins`] once one of them moves on.
+    fn auto_join(
+        self: &Arc<Self>,
+        announcement: &SessionAnnouncement,
+        keypair: &Keypair,
+        view: Option<&crate::txrequest::TransactionView>,
+    ) {
+        let request_id = announcement.request_id;
+        let joining = self.joining_from(&announcement.creator_pubkey);
+        if joining >= AUTO_JOINING_PER_CREATOR {
+            let mut state = lock(&self.state);
+            if state.deferred_joins.len() >= MAX_DEFERRED_JOINS {
+                state.counters.deferred_joins_dropped += 1;
+                drop(state);
+                info!(request = %hex::encode(request_id), "not joined automatically: too many requests already wait their turn");
+            } else if !state.deferred_joins.contains(&request_id) {
+                state.deferred_joins.push_back(request_id);
+                drop(state);
+                debug!(request = %hex::encode(request_id), "automatic join deferred: the creator already has {joining} sessions waiting for joins here");
+            }
+            return;
+        }
+        let request = JoinRequest {
+            announcement,
+            transaction: view,
+        };
+        match (self.config.join_policy)(&request) {
+            JoinDecision::Join => {
+                let coordinator = Coordinator {
+                    inner: Arc::clone(self),
+                };
+                if let Err(e) = coordinator.join_screened(announcement.clone(), keypair) {
+                    warn!(error = %e, "automatic join failed");
+                }
+            }
+            JoinDecision::Refuse(reason) => {
+                info!(request = %hex::encode(request_id), %reason, "join refused by policy");
+                self.refuse(announcement, RequestRefusal::Policy(reason));
+            }
+        }
+    }
+
+    /// Joins the deferred requests whose creators' turn has come (oldest
+    /// first); forgets those no longer pending (expired, joined by hand).
+    pub(super) fn resume_deferred_joins(self: &Arc<Self>) {
+        if !self.config.auto_join {
+            return;
+        }
+        let now = self.clock.now_ms();
+        loop {
+            let next = {
+                let mut state = lock(&self.state);
+                let mut found = None;
+                let mut i = 0;
+                while i < state.deferred_joins.len() {
+                    let id = state.deferred_joins[i];
+                    match state.pending.get(&id) {
+                        Some(a) if a.expires_at > now => {
+                            let creator = a.creator_pubkey;
+                            let joining = state
+                                .sessions
+                                .values()
+                                .filter(|s| {
+                                    s.phase == musig2_security::SessionPhase::SigningRequest
+                                        && s.announcement.creator_pubkey == creator
+                                })
+                                .count();
+                            if joining < AUTO_JOINING_PER_CREATOR {
+                                let a = a.clone();
+                                state.deferred_joins.remove(i);
+                                let key = state
+                                    .keys
+                                    .iter()
+                                    .find(|k| a.required_pubkeys.contains(&k.public_key()))
+                                    .cloned();
+                                found = Some((a, key));
+                                break;
+                            }
+                            i += 1;
+                        }
+                        _ => {
+                            state.deferred_joins.remove(i);
+                        }
+                    }
+                }
+                found
+            };
+            let Some((announcement, key)) = next else {
+                return;
+            };
+            let Some(keypair) = key else { continue };
+            // Screened when it arrived; its view again for the policy.
+            let view = crate::txrequest::check(&announcement, self.config.allow_blind_signing)
+                .ok()
+                .flatten();
+            self.auto_join(&announcement, &keypair, view.as_ref());
+        }
+    }
+
     /// A verified announcement that names one of our keys: remember it,
     /// tell the application, and join if the policy says so.
     pub(super) fn on_announcement(self: &Arc<Self>, announcement: SessionAnnouncement) {
@@ -213,35 +330,8 @@ impl Inner {
         };
         // Join first (if the policy agrees), then tell the application: the
         // event then means "received, and joined if the policy said so".
-        let joining_from_creator = lock(&self.state)
-            .sessions
-            .values()
-            .filter(|s| {
-                s.phase == musig2_security::SessionPhase::SigningRequest
-                    && s.announcement.creator_pubkey == announcement.creator_pubkey
-            })
-            .count();
-        if self.config.auto_join && joining_from_creator >= AUTO_JOINING_PER_CREATOR {
-            info!(request = %hex::encode(request_id), "not joined automatically: the creator already has {joining_from_creator} sessions waiting for joins here");
-        } else if self.config.auto_join {
-            let request = JoinRequest {
-                announcement: &announcement,
-                transaction: view.as_ref(),
-            };
-            match (self.config.join_policy)(&request) {
-                JoinDecision::Join => {
-                    let coordinator = Coordinator {
-                        inner: Arc::clone(self),
-                    };
-                    if let Err(e) = coordinator.join_screened(announcement.clone(), &keypair) {
-                        warn!(error = %e, "automatic join failed");
-                    }
-                }
-                JoinDecision::Refuse(reason) => {
-                    info!(request = %hex::encode(request_id), %reason, "join refused by policy");
-                    self.refuse(&announcement, RequestRefusal::Policy(reason));
-                }
-            }
+        if self.config.auto_join {
+            self.auto_join(&announcement, &keypair, view.as_ref());
         }
         self.emit(CoordinatorEvent::SigningRequestReceived {
             announcement: Box::new(announcement),

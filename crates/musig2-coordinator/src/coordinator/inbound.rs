@@ -51,7 +51,9 @@ impl Inner {
             }
         };
         if let Body::SigningRequest(announcement) = &message.body {
-            if self.on_forwarded_announcement(&peer, announcement) {
+            if self.on_forwarded_announcement(&peer, announcement)
+                || self.is_known_copy(announcement)
+            {
                 return;
             }
             let checked = lock(&self.security).check_session_announcement(
@@ -546,6 +548,19 @@ impl Inner {
         }
     }
 
+    /// Whether this exact announcement (byte for byte the one already
+    /// verified) is pending here or is a live session's: a second copy of a
+    /// request (it comes directly and by gossip) costs its sender no
+    /// request token and is not handled twice.
+    fn is_known_copy(&self, a: &SessionAnnouncement) -> bool {
+        let state = lock(&self.state);
+        state.pending.get(&a.request_id) == Some(a)
+            || state
+                .sessions
+                .get(&a.session_id().to_bytes())
+                .is_some_and(|s| s.announcement == *a)
+    }
+
     /// A gossip message; returns the verdict, or `None` when a task reports it.
     pub(super) fn on_gossip(
         self: &Arc<Self>,
@@ -563,6 +578,9 @@ impl Inner {
             let Some(a) = decode_exact::<SessionAnnouncement>(&data) else {
                 return Some(Verdict::Reject);
             };
+            if self.is_known_copy(&a) {
+                return Some(Verdict::Accept);
+            }
             let checked = lock(&self.security).check_session_announcement(
                 &sec_peer(&author),
                 Delivery::Gossip,

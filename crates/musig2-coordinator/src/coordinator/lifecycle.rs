@@ -386,6 +386,8 @@ impl Inner {
         }
         self.failover_due(now);
         self.cleanup_expired();
+        // Sessions that ended while waiting for joins free their creator's turn.
+        self.resume_deferred_joins();
         let skew = self.config.security.max_timestamp_skew_ms;
         lock(&self.state).prune(now, skew);
         let events = {

@@ -456,7 +456,13 @@ impl Inner {
                 Action::Emit(event) => {
                     self.on_own_event(session_id, &event);
                     let complete = matches!(event, CoordinatorEvent::SessionComplete { .. });
+                    let ready = matches!(event, CoordinatorEvent::SessionReady { .. });
                     self.emit(event);
+                    if ready {
+                        // A creator's session stopped waiting for joins:
+                        // its next deferred request may be joined.
+                        self.resume_deferred_joins();
+                    }
                     if complete {
                         let late = std::mem::take(&mut lock(&self.state).late_finalizations);
                         for (peer, message) in late {

@@ -256,6 +256,9 @@ pub struct CoordinatorCounters {
     /// Signer advertisements refused for their burn identity
     /// (`IdentityRefused`).
     pub identities_refused: u64,
+    /// Requests not joined automatically because too many already waited
+    /// for their creator's turn.
+    pub deferred_joins_dropped: u64,
 }
 
 /// Sizes of the bounded collections, for tests and metrics.
@@ -315,6 +318,9 @@ pub(super) struct State {
     pub late_finalizations: Vec<(PeerId, WireMessage)>,
     /// Auto-connect dial budget: (window start, dials in the window).
     pub auto_dials: (Millis, u32),
+    /// Pending requests whose automatic join waits for their creator's
+    /// turn (oldest first).
+    pub deferred_joins: VecDeque<RequestId>,
     pub counters: CoordinatorCounters,
 }
 
@@ -333,6 +339,7 @@ impl Default for State {
             disconnected: HashMap::new(),
             validation_replied: HashSet::new(),
             completed: VecDeque::new(),
+            deferred_joins: VecDeque::new(),
             ended: Capped::new(ENDED_CAPACITY),
             signed_sessions: HashMap::new(),
             late_finalizations: Vec::new(),
