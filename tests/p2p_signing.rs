@@ -711,8 +711,8 @@ async fn the_creators_commitment_setting_binds_every_signer() {
 /// creator's eight sessions and defers six; then all eight complete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_creators_requests_beyond_two_waiting_wait_their_turn_and_complete() {
-    let mut base = config(ElectionMethod::Lexicographic);
-    base.security.max_concurrent_sessions = 64;
+    // Ten concurrent sessions allowed (the default): two per creator.
+    let base = config(ElectionMethod::Lexicographic);
     let manual = CoordinatorConfig {
         auto_join: false,
         ..base.clone()

@@ -73,11 +73,18 @@ impl Daemon {
                     .inner
                     .coordinator
                     .get_session_by_request(announcement.request_id);
+                let deferred = self
+                    .inner
+                    .coordinator
+                    .is_join_deferred(announcement.request_id);
                 let consent = match joined {
                     Some(session_id) => {
                         self.track(session_id)?;
                         json!("approved")
                     }
+                    // The consent policy decides when the coordinator
+                    // offers it (its creator's turn).
+                    None if deferred => json!("deferred"),
                     None => {
                         let verdict = {
                             let mut c = lock(&self.inner.consent);

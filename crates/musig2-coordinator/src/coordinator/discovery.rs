@@ -26,8 +26,12 @@ use crate::txrequest::RequestRefusal;
 /// a flood of advertisements cannot turn the node into a dialling reflector.
 const AUTO_DIALS_PER_MINUTE: u32 = 10;
 /// Sessions still waiting for joins that one creator key may hold here
-/// through automatic joins: a creator that names signers who never join can
-/// tie up at most this many of our session slots until the join timeout.
+/// through automatic joins, at least: a creator that names signers who never
+/// join can tie up at most this many of our session slots until the join
+/// timeout. A node allowed more concurrent sessions gives a creator a
+/// quarter of them ([`Inner::auto_joining_per_creator`]): a limit below a
+/// creator's honest burst makes co-signers that joined different sessions
+/// of it wait for each other until the join timeout.
 const AUTO_JOINING_PER_CREATOR: usize = 2;
 /// Requests deferred at most (their announcements stay in the bounded
 /// pending set; beyond this a request is not joined automatically).
@@ -171,6 +175,11 @@ impl Inner {
         Ok(a)
     }
 
+    /// How many sessions of one creator may wait for joins here.
+    fn auto_joining_per_creator(&self) -> usize {
+        AUTO_JOINING_PER_CREATOR.max(self.config.security.max_concurrent_sessions / 4)
+    }
+
     /// Sessions of `creator` here that still wait for joins.
     fn joining_from(&self, creator: &PublicKey) -> usize {
         lock(&self.state)
@@ -184,8 +193,8 @@ impl Inner {
     }
 
     /// Joins a screened request if the join policy agrees. A creator that
-    /// already has [`AUTO_JOINING_PER_CREATOR`] sessions waiting for joins
-    /// here waits its turn: the request is deferred (it stays pending) and
+    /// already has [`Self::auto_joining_per_creator`] sessions waiting for
+    /// joins here waits its turn: the request is deferred (it stays pending) and
     /// joined by [`Self::resume_deferred_joins`] once one of them moves on.
     fn auto_join(
         self: &Arc<Self>,
@@ -195,7 +204,7 @@ impl Inner {
     ) {
         let request_id = announcement.request_id;
         let joining = self.joining_from(&announcement.creator_pubkey);
-        if joining >= AUTO_JOINING_PER_CREATOR {
+        if joining >= self.auto_joining_per_creator() {
             let mut state = lock(&self.state);
             if state.deferred_joins.len() >= MAX_DEFERRED_JOINS {
                 state.counters.deferred_joins_dropped += 1;
@@ -235,6 +244,7 @@ impl Inner {
             return;
         }
         let now = self.clock.now_ms();
+        let limit = self.auto_joining_per_creator();
         loop {
             let next = {
                 let mut state = lock(&self.state);
@@ -253,7 +263,7 @@ impl Inner {
                                         && s.announcement.creator_pubkey == creator
                                 })
                                 .count();
-                            if joining < AUTO_JOINING_PER_CREATOR {
+                            if joining < limit {
                                 let a = a.clone();
                                 state.deferred_joins.remove(i);
                                 let key = state

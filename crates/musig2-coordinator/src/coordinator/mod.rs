@@ -175,7 +175,7 @@ impl Coordinator {
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
         let security = SecurityManager::new(config.security.clone());
         let session_peers = outbound::spawn_session_peer_updates(net.clone());
-        let mut state = State::default();
+        let mut state = State::with_capacity(config.security.max_concurrent_sessions);
         let now = clock.now_ms();
         for (id, expires_at) in &config.signed_sessions {
             if *expires_at > now {
@@ -356,6 +356,13 @@ impl Coordinator {
             .sessions
             .get(&session_id)
             .map(|s| s.announcement.clone())
+    }
+
+    /// Whether a received request waits for its creator's turn to be
+    /// joined automatically (its creator already has two sessions waiting
+    /// for joins here): the join policy will be asked when its turn comes.
+    pub fn is_join_deferred(&self, request_id: RequestId) -> bool {
+        lock(&self.inner.state).deferred_joins.contains(&request_id)
     }
 
     /// The session a request became, if we joined it.

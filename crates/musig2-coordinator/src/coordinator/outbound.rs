@@ -18,9 +18,16 @@ use crate::evidence::Blame;
 use crate::session::Fault;
 use crate::wire::{self, Body, WireMessage};
 
-/// Messages queued per co-signer; a full queue fails the session (our side
-/// cannot keep up; nobody else is blamed).
+/// Messages queued per co-signer at least; a full queue fails the session
+/// (our side cannot keep up; nobody else is blamed).
 const OUTBOUND_CAPACITY: usize = 256;
+/// Messages one session may have queued to one co-signer at once (its
+/// join, commitment, nonce, partial signature, finalization, an abort, a
+/// view and a timeout report): the queue holds this many for every session
+/// the node may run at once (`max_concurrent_sessions`), so a node busy
+/// with as many sessions as it allows never fails one for its own queue.
+/// The queue's memory grows only with what is queued.
+const OUTBOUND_PER_SESSION: usize = 8;
 /// Attempts per message before the co-signer counts as unreachable.
 const SEND_ATTEMPTS: u32 = 5;
 /// A co-signer's queue with nothing to send for this long closes its task.
@@ -103,7 +110,13 @@ impl Inner {
             let queue = state
                 .outbound
                 .entry(key)
-                .or_insert_with(|| spawn_outbound(Arc::downgrade(self), key))
+                .or_insert_with(|| {
+                    let capacity = OUTBOUND_CAPACITY.max(
+                        OUTBOUND_PER_SESSION
+                            .saturating_mul(self.config.security.max_concurrent_sessions),
+                    );
+                    spawn_outbound(Arc::downgrade(self), key, capacity)
+                })
                 .clone();
             self.in_flight.fetch_add(1, Ordering::AcqRel);
             if queue.try_send(item).is_err() {
@@ -176,8 +189,12 @@ impl Inner {
 /// in order, retrying transient failures. Closes after [`IDLE_CLOSE`] with
 /// nothing queued (the map entry is removed under the state lock, and every
 /// send queues under that lock, so no message can be lost in between).
-fn spawn_outbound(inner: std::sync::Weak<Inner>, key: PublicKey) -> mpsc::Sender<Outgoing> {
-    let (tx, mut rx) = mpsc::channel::<Outgoing>(OUTBOUND_CAPACITY);
+fn spawn_outbound(
+    inner: std::sync::Weak<Inner>,
+    key: PublicKey,
+    capacity: usize,
+) -> mpsc::Sender<Outgoing> {
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(capacity);
     tokio::spawn(async move {
         let mut registered: Option<PeerId> = None;
         loop {

@@ -14,7 +14,10 @@ use crate::events::{RequestId, SessionId};
 use crate::session::Session;
 use crate::wire::WireMessage;
 
-/// Verified requests naming our key that we have not joined (oldest dropped).
+/// Verified requests naming our key that we have not joined (oldest
+/// dropped), at least; a node allowed more concurrent sessions keeps one
+/// for each (`State::with_capacity`), so a creator's burst that it may
+/// sign at once is not forgotten while it waits its turn.
 pub(super) const PENDING_CAPACITY: usize = 256;
 /// Messages for sessions we do not know yet, in all.
 pub(super) const ORPHAN_CAPACITY: usize = 1024;
@@ -121,21 +124,40 @@ pub(super) struct Orphan {
 /// new messages; when the whole store is full, the peer holding the most
 /// loses its oldest. A flooder therefore evicts only itself, never an
 /// honest signer's early join.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Orphans {
     queue: VecDeque<Orphan>,
     per_peer: HashMap<PeerId, usize>,
+    capacity: usize,
+    per_peer_capacity: usize,
     pub dropped: u64,
 }
 
+impl Default for Orphans {
+    fn default() -> Self {
+        Self::with_capacity(ORPHAN_CAPACITY, ORPHANS_PER_PEER)
+    }
+}
+
 impl Orphans {
+    /// At most `capacity` orphans in all, `per_peer` from one peer.
+    pub fn with_capacity(capacity: usize, per_peer: usize) -> Self {
+        Self {
+            queue: VecDeque::new(),
+            per_peer: HashMap::new(),
+            capacity: capacity.max(1),
+            per_peer_capacity: per_peer.max(1),
+            dropped: 0,
+        }
+    }
+
     pub fn push(&mut self, orphan: Orphan) {
         let held = self.per_peer.get(&orphan.peer).copied().unwrap_or(0);
-        if held >= ORPHANS_PER_PEER {
+        if held >= self.per_peer_capacity {
             self.dropped += 1;
             return;
         }
-        if self.queue.len() >= ORPHAN_CAPACITY {
+        if self.queue.len() >= self.capacity {
             let greediest = self
                 .per_peer
                 .iter()
@@ -322,6 +344,26 @@ pub(super) struct State {
     /// turn (oldest first).
     pub deferred_joins: VecDeque<RequestId>,
     pub counters: CoordinatorCounters,
+}
+
+impl State {
+    /// A state sized for `max_concurrent_sessions`: its pending set holds
+    /// that many requests (at least [`PENDING_CAPACITY`]), its orphan store
+    /// four messages per session in all and two per session from one peer
+    /// (at least [`ORPHAN_CAPACITY`] and [`ORPHANS_PER_PEER`]).
+    pub fn with_capacity(max_concurrent_sessions: usize) -> Self {
+        // A co-signer's join (and first contribution) may arrive before
+        // our own join of each session we may run at once.
+        let per_peer = ORPHANS_PER_PEER.max(2 * max_concurrent_sessions);
+        Self {
+            pending: Capped::new(PENDING_CAPACITY.max(max_concurrent_sessions)),
+            orphans: Orphans::with_capacity(
+                ORPHAN_CAPACITY.max(4 * max_concurrent_sessions),
+                per_peer,
+            ),
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for State {
