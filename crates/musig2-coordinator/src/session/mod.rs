@@ -179,6 +179,9 @@ pub(crate) struct Session {
     /// What each signer signed (ours included): the evidence we can show.
     signed_commitments: Vec<Option<SignedContribution>>,
     signed_nonces: Vec<Option<SignedContribution>>,
+    /// Each co-signer's signed partial signature, kept (unverified until the
+    /// aggregate fails) to prove which one was invalid.
+    signed_psigs: Vec<Option<SignedContribution>>,
     /// Our transcript digest, once round 1 is complete.
     transcript: Option<[u8; 32]>,
     /// Co-signers whose round-2 transcript differs from ours (we sent them
@@ -296,6 +299,7 @@ impl Session {
             announcement_digest,
             signed_commitments: vec![None; n],
             signed_nonces: vec![None; n],
+            signed_psigs: vec![None; n],
             transcript: None,
             view_mismatch: Vec::new(),
             views_received: Vec::new(),

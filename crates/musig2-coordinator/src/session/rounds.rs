@@ -386,7 +386,8 @@ impl Session {
         Ok(actions)
     }
 
-    /// A partial signature, verified on arrival against our transcript. A
+    /// A partial signature: its signature and transcript checked on arrival,
+    /// its value only if the aggregate fails (aggregate first). A
     /// partial signature over another view is not verified (its signer may
     /// be honest and shown other nonces): we send that signer our view, so
     /// that an equivocation shows, and the session waits for the proof.
@@ -413,7 +414,7 @@ impl Session {
             },
             signature,
         )?;
-        let (Some(context), Some(Some(nonce)), Some(ours)) =
+        let (Some(_), Some(Some(_)), Some(ours)) =
             (&self.context, self.nonces.get(index), self.transcript)
         else {
             return Err(Fault::blame(
@@ -431,22 +432,47 @@ impl Session {
             info!(session = %hex::encode(self.session_id), signer = index, "round-2 transcripts differ; views exchanged");
             return Ok(vec![Action::SendTo(index, self.view_body())]);
         }
-        if partial_sig_verify(context, &psig, nonce, index).is_err() {
-            let evidence = Evidence::InvalidPartialSignature {
-                share,
-                commitments: self.signed_commitments.iter().flatten().copied().collect(),
-                nonces: self.signed_nonces.iter().flatten().copied().collect(),
-            };
-            return Err(Fault::proven(
-                ErrorCode::InvalidPartialSignature,
-                index,
-                format!("signer {index}: invalid partial signature"),
-                evidence,
-            ));
+        // Aggregate first: a partial signature is checked only if the
+        // aggregate does not verify (`check_complete`) or the round times
+        // out (`invalid_partial`), to name its signer with proof. Every
+        // valid session thus costs one verification, not one per signer.
+        if let Some(slot) = self.signed_psigs.get_mut(index) {
+            *slot = Some(share);
         }
         self.set(Slot::Psig, index, SlotValue::Psig(psig));
         self.progress(now);
         self.check_complete()
+    }
+
+    /// The first co-signer partial signature held that does not verify,
+    /// as a proven fault naming every such signer; `None` if all verify.
+    pub fn invalid_partial(&self) -> Option<Fault> {
+        let context = self.context.as_ref()?;
+        let invalid: Vec<usize> = (0..self.len())
+            .filter(|i| *i != self.me)
+            .filter(|i| {
+                matches!(
+                    (self.psigs.get(*i), self.nonces.get(*i)),
+                    (Some(Some(psig)), Some(Some(nonce)))
+                        if partial_sig_verify(context, psig, nonce, *i).is_err()
+                )
+            })
+            .collect();
+        let first = *invalid.first()?;
+        let share = self.signed_psigs.get(first).copied().flatten()?;
+        let evidence = Evidence::InvalidPartialSignature {
+            share,
+            commitments: self.signed_commitments.iter().flatten().copied().collect(),
+            nonces: self.signed_nonces.iter().flatten().copied().collect(),
+        };
+        let mut fault = Fault::proven(
+            ErrorCode::InvalidPartialSignature,
+            first,
+            format!("signers {invalid:?}: invalid partial signature"),
+            evidence,
+        );
+        fault.culprits = invalid;
+        Some(fault)
     }
 
     pub(super) fn check_complete(&mut self) -> Result<Vec<Action>, Fault> {
@@ -463,12 +489,14 @@ impl Session {
             return Ok(Vec::new());
         };
         let signature = partial_sig_agg(context, &psigs);
-        musig2_core::verify(context, &signature).map_err(|_| {
-            Fault::nobody(
-                ErrorCode::AggregationFailed,
-                "the aggregate signature does not verify",
-            )
-        })?;
+        if musig2_core::verify(context, &signature).is_err() {
+            return Err(self.invalid_partial().unwrap_or_else(|| {
+                Fault::nobody(
+                    ErrorCode::AggregationFailed,
+                    "the aggregate signature does not verify",
+                )
+            }));
+        }
         self.final_signature = Some(signature);
         self.phase = SessionPhase::Complete;
         let mut actions = vec![Action::Emit(CoordinatorEvent::SessionComplete {

@@ -190,9 +190,17 @@ fn a_forged_partial_signature_is_blamed_on_its_signer_with_proof() {
     };
     let signature =
         SignedContribution::sign(s[0].session_id, 2, statement, kps[2].secret_key()).signature;
-    let fault = s[0]
-        .on_partial_sig(2, forged, *transcript, signature, 7)
-        .unwrap_err();
+    // Aggregate first: held unchecked while signer 1's is missing…
+    assert!(
+        s[0].on_partial_sig(2, forged, *transcript, signature, 7)
+            .is_ok()
+    );
+    // …found when the round times out…
+    let timed_out = s[0].invalid_partial().unwrap();
+    assert_eq!(timed_out.signer, Some(2));
+    // …or when the last one makes the aggregate fail.
+    let peer = PeerId::random();
+    let fault = feed(&mut s[0], 1, &psigs[1], &peer).unwrap_err();
     assert_eq!(
         (fault.code, fault.signer),
         (ErrorCode::InvalidPartialSignature, Some(2))
@@ -208,7 +216,6 @@ fn a_forged_partial_signature_is_blamed_on_its_signer_with_proof() {
     }
     assert!(forged_evidence.verify(&s[1].facts()).is_err());
     // The honest one completes signer 1's view once all are in.
-    let peer = PeerId::random();
     feed(&mut s[1], 0, &psigs[0], &peer).unwrap();
     let actions = feed(&mut s[1], 2, &psigs[2], &peer).unwrap();
     assert!(
