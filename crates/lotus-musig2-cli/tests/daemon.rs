@@ -184,6 +184,13 @@ fn three_daemons_sign_through_the_http_api() {
         (&json!("confirmed"), &json!("local"))
     );
     assert_eq!(done["broadcast"]["txid"], txid);
+    // Said once: a second word (another txid) is refused.
+    let (code, again) =
+        nodes[coordinator].rpc(&["broadcast", &session_id, "--txid", &"11".repeat(32)]);
+    assert_eq!(
+        (code, again["error"]["code"].as_str()),
+        (1, Some("conflict"))
+    );
     for (i, node) in nodes.iter().enumerate().filter(|(i, _)| *i != coordinator) {
         // The coordinator's signed word reached every co-signer.
         let s = node.session_when(&session_id, |s| s["broadcast"]["state"] == "confirmed");

@@ -206,6 +206,28 @@ impl SecurityManager {
         Ok(())
     }
 
+    /// Judges a second copy of an announcement this node already accepted
+    /// (byte for byte): every check of [`Self::check_session_announcement`]
+    /// (ban, size, content and times, the deliverer is the creator's peer,
+    /// the signature) but the request rate and the key quota, which the
+    /// first copy paid. A request comes directly and by gossip; its creator
+    /// is not charged twice for one request.
+    pub fn check_session_announcement_copy(
+        &mut self,
+        peer: &PeerId,
+        delivery: Delivery,
+        size: usize,
+        announcement: &SessionAnnouncement,
+        now: Millis,
+    ) -> Result<(), Rejection> {
+        self.check_size(peer, delivery, size, now)?;
+        let checked = self
+            .announcement_content(announcement, delivery, now)
+            .and_then(|()| check_announcer(peer, &announcement.creator_peer_id))
+            .and_then(|()| announcement.verify_signature());
+        self.guard(peer, now, checked)
+    }
+
     fn announcement_content(
         &self,
         announcement: &SessionAnnouncement,

@@ -613,16 +613,17 @@ fn write_table(rows: &[Value]) -> Result<()> {
         bail!("docs/OPERATIONS.md has no faults markers");
     };
     let mut table = String::from(
-        "<!-- faults:begin -->\n| scenario | hosts | attempted | completed | of which on some hosts | failed, named | lost | p50 ms | p99 ms |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "<!-- faults:begin -->\n| scenario | hosts | attempted | completed | of which on some hosts | broadcast by a backup | failed, named | lost | p50 ms | p99 ms |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for r in rows {
         table.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r["scenario"].as_str().unwrap_or_default(),
             r["hosts"],
             r["attempted"],
             r["completed"],
             r["completed_on_some_hosts"].as_u64().unwrap_or(0),
+            r["backup_broadcasts"].as_u64().unwrap_or(0),
             r["failed_named"],
             r["lost"],
             r["p50_ms"],

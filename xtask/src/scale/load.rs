@@ -291,7 +291,12 @@ pub fn run(binary: &Path) -> Result<Vec<Value>> {
         .map(|((rss, live), idle)| (rss.saturating_sub(*idle) * 1024) / (*live).max(1))
         .max()
         .unwrap_or(0);
-    let peak_live = peaks.iter().map(|p| p.1).min().unwrap_or(0);
+    // The worst node's own peak of live sessions, the one divided by.
+    let peak_live = peaks
+        .iter()
+        .zip(&idle)
+        .max_by_key(|((rss, live), idle)| (rss.saturating_sub(**idle) * 1024) / (*live).max(1))
+        .map_or(0, |((_, live), _)| *live);
     let refused = refused
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

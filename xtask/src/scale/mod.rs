@@ -63,11 +63,17 @@ pub fn bench() -> Result<()> {
         println!("{row}");
         rows.push(row);
     }
+    let mut failed = 0;
     for row in load::run(&binary)? {
         println!("{row}");
+        failed += row["errors"].as_u64().unwrap_or(0);
         rows.push(row);
     }
-    super::replace_table("bench-scale", &table(&rows))
+    super::replace_table("bench-scale", &table(&rows))?;
+    if failed > 0 {
+        bail!("{failed} of the concurrent sessions did not complete (see the logs above)");
+    }
+    Ok(())
 }
 
 /// One `demo` run: (after discovery, announce + join, in-process) in ms.

@@ -14,9 +14,12 @@ use super::{ApiError, Daemon, SessionId, parse_id};
 /// `waiting`: the current coordinator is to broadcast.
 pub(super) const WAITING: &str = "waiting";
 /// `ours`: this node is the current coordinator.
-const OURS: &str = "ours";
+pub(super) const OURS: &str = "ours";
 const CONFIRMED: &str = "confirmed";
 const EXHAUSTED: &str = "exhausted";
+/// The node restarted before any confirmation: its failover clock is gone
+/// (co-signers still up carry on).
+pub(super) const INTERRUPTED: &str = "interrupted";
 
 fn display_txid(internal: [u8; 32]) -> String {
     TxId::from_internal_bytes(internal).to_string()
@@ -48,6 +51,15 @@ impl Daemon {
         } else {
             serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?
         };
+        if let Some(b) = self.inner.store.get(&id)?.and_then(|r| r.broadcast)
+            && b.state != WAITING
+            && b.state != OURS
+        {
+            return Err(ApiError::Conflict(format!(
+                "the broadcast is already {}",
+                b.state
+            )));
+        }
         let txid = body
             .txid
             .map(|t| {

@@ -287,6 +287,21 @@ impl Daemon {
         let now = self.now();
         for r in self.inner.store.list()? {
             if r.is_final() {
+                // A broadcast still to be done when the node stopped: nobody
+                // here will be told to do it any more.
+                let unconfirmed = r.broadcast.as_ref().is_some_and(|b| {
+                    b.state == super::broadcasting::WAITING || b.state == super::broadcasting::OURS
+                });
+                if unconfirmed && let Ok(id) = parse_id("session_id", &r.session_id) {
+                    self.inner.store.update(&id, |old| {
+                        let mut r = old?;
+                        if let Some(b) = r.broadcast.as_mut() {
+                            b.state = super::broadcasting::INTERRUPTED.into();
+                        }
+                        r.updated_at = now;
+                        Some(r)
+                    })?;
+                }
                 continue;
             }
             let Ok(id) = parse_id("session_id", &r.session_id) else {

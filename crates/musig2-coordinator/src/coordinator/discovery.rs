@@ -238,45 +238,53 @@ impl Inner {
     }
 
     /// Joins the deferred requests whose creators' turn has come (oldest
-    /// first); forgets those no longer pending (expired, joined by hand).
+    /// first) while the node has room for another session; forgets those
+    /// no longer pending (joined by hand, expired) and those older than the
+    /// join timeout (their creator has given up on them). Runs once at a
+    /// time: a join it makes can make a session ready, which calls it again.
     pub(super) fn resume_deferred_joins(self: &Arc<Self>) {
-        if !self.config.auto_join {
+        use std::sync::atomic::Ordering;
+        if !self.config.auto_join || self.resuming.swap(true, Ordering::AcqRel) {
             return;
         }
         let now = self.clock.now_ms();
         let limit = self.auto_joining_per_creator();
+        let join_timeout = self.config.join_timeout.as_millis() as Millis;
+        let max_sessions = self.config.security.max_concurrent_sessions;
         loop {
+            if lock(&self.security).sessions().len() >= max_sessions {
+                break;
+            }
             let next = {
                 let mut state = lock(&self.state);
+                let mut joining: std::collections::HashMap<PublicKey, usize> =
+                    std::collections::HashMap::new();
+                for s in state.sessions.values() {
+                    if s.phase == musig2_security::SessionPhase::SigningRequest {
+                        *joining.entry(s.announcement.creator_pubkey).or_default() += 1;
+                    }
+                }
                 let mut found = None;
                 let mut i = 0;
                 while i < state.deferred_joins.len() {
                     let id = state.deferred_joins[i];
-                    match state.pending.get(&id) {
-                        Some(a) if a.expires_at > now => {
-                            let creator = a.creator_pubkey;
-                            let joining = state
-                                .sessions
-                                .values()
-                                .filter(|s| {
-                                    s.phase == musig2_security::SessionPhase::SigningRequest
-                                        && s.announcement.creator_pubkey == creator
-                                })
-                                .count();
-                            if joining < limit {
-                                let a = a.clone();
-                                state.deferred_joins.remove(i);
-                                let key = state
-                                    .keys
-                                    .iter()
-                                    .find(|k| a.required_pubkeys.contains(&k.public_key()))
-                                    .cloned();
-                                found = Some((a, key));
-                                break;
-                            }
-                            i += 1;
+                    let fresh = state.pending.get(&id).filter(|a| {
+                        a.expires_at > now && a.created_at.saturating_add(join_timeout) > now
+                    });
+                    match fresh {
+                        Some(a) if joining.get(&a.creator_pubkey).copied().unwrap_or(0) < limit => {
+                            let a = a.clone();
+                            state.deferred_joins.remove(i);
+                            let key = state
+                                .keys
+                                .iter()
+                                .find(|k| a.required_pubkeys.contains(&k.public_key()))
+                                .cloned();
+                            found = Some((a, key));
+                            break;
                         }
-                        _ => {
+                        Some(_) => i += 1,
+                        None => {
                             state.deferred_joins.remove(i);
                         }
                     }
@@ -284,7 +292,7 @@ impl Inner {
                 found
             };
             let Some((announcement, key)) = next else {
-                return;
+                break;
             };
             let Some(keypair) = key else { continue };
             // Screened when it arrived; its view again for the policy.
@@ -293,6 +301,7 @@ impl Inner {
                 .flatten();
             self.auto_join(&announcement, &keypair, view.as_ref());
         }
+        self.resuming.store(false, Ordering::Release);
     }
 
     /// A verified announcement that names one of our keys: remember it,

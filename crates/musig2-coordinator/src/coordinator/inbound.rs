@@ -51,9 +51,19 @@ impl Inner {
             }
         };
         if let Body::SigningRequest(announcement) = &message.body {
-            if self.on_forwarded_announcement(&peer, announcement)
-                || self.is_known_copy(announcement)
-            {
+            if self.on_forwarded_announcement(&peer, announcement) {
+                return;
+            }
+            if self.is_known_copy(announcement) {
+                // Judged as the first copy was, but for the rate it paid;
+                // nothing more to do with it.
+                let _ = lock(&self.security).check_session_announcement_copy(
+                    &sec_peer(&peer),
+                    Delivery::Direct,
+                    size,
+                    announcement,
+                    now,
+                );
                 return;
             }
             let checked = lock(&self.security).check_session_announcement(
@@ -548,10 +558,12 @@ impl Inner {
         }
     }
 
-    /// Whether this exact announcement (byte for byte the one already
-    /// verified) is pending here or is a live session's: a second copy of a
-    /// request (it comes directly and by gossip) costs its sender no
-    /// request token and is not handled twice.
+    /// Whether this exact announcement (equal to the one already verified)
+    /// is pending here or is a live session's: a second copy of a request
+    /// (it comes directly and by gossip) is judged by every check but the
+    /// request rate its first copy paid
+    /// (`SecurityManager::check_session_announcement_copy`) and is not
+    /// handled twice.
     fn is_known_copy(&self, a: &SessionAnnouncement) -> bool {
         let state = lock(&self.state);
         state.pending.get(&a.request_id) == Some(a)
@@ -579,7 +591,20 @@ impl Inner {
                 return Some(Verdict::Reject);
             };
             if self.is_known_copy(&a) {
-                return Some(Verdict::Accept);
+                // Judged as the first copy was (its author must be the
+                // creator's peer), but for the rate it paid; propagated as
+                // the first copy would have been.
+                let checked = lock(&self.security).check_session_announcement_copy(
+                    &sec_peer(&author),
+                    Delivery::Gossip,
+                    data.len(),
+                    &a,
+                    now,
+                );
+                return Some(match checked {
+                    Ok(()) => Verdict::Accept,
+                    Err(rejection) => refusal_verdict(rejection.rule),
+                });
             }
             let checked = lock(&self.security).check_session_announcement(
                 &sec_peer(&author),

@@ -104,14 +104,32 @@ impl Inner {
         fault: Fault,
         culprits: Vec<usize>,
     ) {
-        let done = lock(&self.state)
-            .sessions
-            .get(&session_id)
-            .is_some_and(|s| s.is_done());
+        let (done, invalid) = {
+            let state = lock(&self.state);
+            let session = state.sessions.get(&session_id);
+            (
+                session.is_some_and(|s| s.is_done()),
+                // Aggregate first leaves partial signatures unchecked: one
+                // that does not verify is proof, whatever else ended the
+                // session (an abort, a disconnection).
+                session
+                    .filter(|s| {
+                        s.phase == SessionPhase::PartialSigExchange && !fault.blame.is_proof()
+                    })
+                    .and_then(|s| s.invalid_partial()),
+            )
+        };
         if done {
             warn!(session = %hex::encode(session_id), code = fault.code.as_str(), message = %fault.message, "fault after completion ignored; the signature is kept");
             return;
         }
+        let (fault, culprits) = match invalid {
+            Some(proven) => {
+                let culprits = proven.culprits.clone();
+                (proven, culprits)
+            }
+            None => (fault, culprits),
+        };
         warn!(session = %hex::encode(session_id), code = fault.code.as_str(), signer = ?fault.signer, ?culprits, proof = fault.blame.is_proof(), message = %fault.message, "session failed");
         self.penalise_proven(session_id, &fault);
         if !fault.from_abort || fault.relay.is_some() {

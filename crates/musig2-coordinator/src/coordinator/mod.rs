@@ -107,6 +107,8 @@ struct Inner {
     events: broadcast::Sender<CoordinatorEvent>,
     /// Messages queued or being sent; `shutdown` waits for them.
     in_flight: std::sync::atomic::AtomicUsize,
+    /// Set while deferred joins are being resumed (never twice at once).
+    resuming: std::sync::atomic::AtomicBool,
     /// Connection-limit exemptions, applied in the order they were decided.
     session_peers: mpsc::Sender<(Vec<PeerId>, bool)>,
 }
@@ -191,6 +193,7 @@ impl Coordinator {
             security: Mutex::new(security),
             events,
             in_flight: std::sync::atomic::AtomicUsize::new(0),
+            resuming: std::sync::atomic::AtomicBool::new(false),
             session_peers,
         });
         tokio::spawn(run(Arc::downgrade(&inner), net_events));
