@@ -21,6 +21,11 @@ use serde::{Deserialize, Serialize};
 
 use super::SessionId;
 
+/// redb's page cache for this database. Its default ceiling is 1 GiB, and
+/// every page a write touches stays cached under it, so a node's resident
+/// memory grew by several KiB per session written; the working set (recent
+/// records and the tree's inner pages) fits in far less.
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
 /// Version byte in front of every record.
 const RECORD_VERSION: u8 = 1;
 const SESSIONS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("sessions");
@@ -156,7 +161,10 @@ pub struct SessionStore {
 impl SessionStore {
     /// Opens (or creates) the database file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = redb::Database::create(path).map_err(db_err)?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(db_err)?;
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(SESSIONS).map_err(db_err)?;
         txn.open_table(CONSENT).map_err(db_err)?;
