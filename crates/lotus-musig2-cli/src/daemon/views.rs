@@ -74,14 +74,11 @@ impl Daemon {
         }))
     }
 
+    /// Sessions open in the coordinator and not complete (from its state,
+    /// not the store: a status poll must not read every record).
     fn sessions_active(&self) -> Result<usize, ApiError> {
-        Ok(self
-            .inner
-            .store
-            .list()?
-            .iter()
-            .filter(|r| !r.is_final())
-            .count())
+        let sizes = self.inner.coordinator.state_sizes();
+        Ok(sizes.sessions.saturating_sub(sizes.completed))
     }
 
     /// `GET /v1/sessions`.

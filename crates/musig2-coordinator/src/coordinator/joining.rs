@@ -83,7 +83,7 @@ impl Coordinator {
         lock(&self.inner.state).pending.remove(&request_id);
         let join = {
             let state = lock(&self.inner.state);
-            state.sessions.get(&session_id).map(Session::my_join)
+            state.sessions.get(&session_id).map(|s| s.my_join())
         };
         let mut actions: Vec<Action> = join.into_iter().map(Action::SendToAll).collect();
         if let Some(session) = lock(&self.inner.state).sessions.get_mut(&session_id) {
@@ -151,7 +151,7 @@ impl Coordinator {
                 .open_session_until(SecSessionId::from_bytes(session_id), now, expires_at)
                 .map_err(|e| CoordinatorError::InvalidRequest(e.to_string()))?;
             state.requests.insert(session.request_id, session_id);
-            state.sessions.insert(session_id, session);
+            state.sessions.insert(session_id, Box::new(session));
             state.ended.remove(&session_id);
             state.session_peers(&session_id)
         };

@@ -350,7 +350,7 @@ impl Coordinator {
         lock(&self.inner.state)
             .sessions
             .get(&session_id)
-            .map(Session::info)
+            .map(|s| s.info())
     }
 
     /// The signed announcement a live session was opened from.

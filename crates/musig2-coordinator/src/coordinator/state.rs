@@ -304,7 +304,9 @@ pub struct StateSizes {
 }
 
 pub(super) struct State {
-    pub sessions: HashMap<SessionId, Session>,
+    /// Boxed: a session is a few KiB, and the map reserves room for more
+    /// entries than it holds.
+    pub sessions: HashMap<SessionId, Box<Session>>,
     pub requests: HashMap<RequestId, SessionId>,
     /// Verified requests naming one of our keys, not joined yet.
     pub pending: Capped<RequestId, SessionAnnouncement>,
