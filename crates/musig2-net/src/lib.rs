@@ -67,6 +67,16 @@ pub enum NetError {
         /// Why.
         detail: String,
     },
+    /// A direct message was written but not acknowledged within the
+    /// request timeout: the connection may be dead (a TCP connection that
+    /// lived through an outage recovers only at its next retransmission).
+    /// The caller may close it (`NetHandle::disconnect`) so that a retry
+    /// dials afresh.
+    #[error("send to {peer}: no acknowledgement in time")]
+    Unacknowledged {
+        /// The peer.
+        peer: String,
+    },
     /// The receiver's queue was full.
     #[error("the peer is busy")]
     PeerBusy,

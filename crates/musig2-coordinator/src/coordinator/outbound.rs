@@ -146,6 +146,13 @@ impl Inner {
             match self.net.send(peer, bytes.to_vec()).await {
                 Ok(()) => return Ok(()),
                 Err(e) if attempt >= SEND_ATTEMPTS => return Err(e.to_string()),
+                Err(musig2_net::NetError::Unacknowledged { .. }) => {
+                    // Written, never acknowledged: the connection may have
+                    // died quietly (an outage). Close it, so that the retry
+                    // dials a fresh one instead of waiting on the old one.
+                    debug!(%peer, "no acknowledgement in time; reconnecting");
+                    let _ = self.net.disconnect(peer).await;
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await,
             }
         }

@@ -177,7 +177,11 @@ impl Direct {
                 // The old stream was dead: try once on a new one.
                 Ok(Err(_)) if !fresh => continue,
                 Ok(Err(e)) => return Err(failed(e.to_string())),
-                Err(_) => return Err(failed("timed out waiting for the acknowledgement".into())),
+                Err(_) => {
+                    return Err(NetError::Unacknowledged {
+                        peer: peer.to_string(),
+                    });
+                }
             }
         }
     }
