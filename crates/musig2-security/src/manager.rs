@@ -183,12 +183,7 @@ impl SecurityManager {
         announcement: &SessionAnnouncement,
         now: Millis,
     ) -> Result<(), Rejection> {
-        self.check_size(peer, delivery, size, now)?;
-        let checked = self
-            .announcement_content(announcement, delivery, now)
-            .and_then(|()| check_announcer(peer, &announcement.creator_peer_id))
-            .and_then(|()| announcement.verify_signature());
-        self.guard(peer, now, checked)?;
+        self.check_session_announcement_copy(peer, delivery, size, announcement, now)?;
         if delivery.is_live() {
             let rate = self.requests.take(peer, &announcement.creator_pubkey, now);
             self.guard(peer, now, rate)?;

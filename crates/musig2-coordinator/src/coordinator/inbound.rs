@@ -54,27 +54,11 @@ impl Inner {
             if self.on_forwarded_announcement(&peer, announcement) {
                 return;
             }
-            if self.is_known_copy(announcement) {
-                // Judged as the first copy was, but for the rate it paid;
-                // nothing more to do with it.
-                let _ = lock(&self.security).check_session_announcement_copy(
-                    &sec_peer(&peer),
-                    Delivery::Direct,
-                    size,
-                    announcement,
-                    now,
-                );
-                return;
-            }
-            let checked = lock(&self.security).check_session_announcement(
-                &sec_peer(&peer),
-                Delivery::Direct,
-                size,
-                announcement,
-                now,
-            );
+            let checked = self.judge_request(&peer, Delivery::Direct, size, announcement, now);
             match checked {
-                Ok(()) => {
+                // A copy of one already handled: nothing more to do.
+                Ok(false) => {}
+                Ok(true) => {
                     if !self.on_session_announcement_copy(announcement) {
                         self.on_announcement(*announcement.clone());
                     }
@@ -558,6 +542,27 @@ impl Inner {
         }
     }
 
+    /// Judges a signing request delivered by `peer`: `Ok(true)` for a new
+    /// one (every check, its request token paid), `Ok(false)` for a copy of
+    /// one already pending or running here (every check but the rate).
+    fn judge_request(
+        &self,
+        peer: &PeerId,
+        delivery: Delivery,
+        size: usize,
+        a: &SessionAnnouncement,
+        now: musig2_security::Millis,
+    ) -> Result<bool, musig2_security::Rejection> {
+        let fresh = !self.is_known_copy(a);
+        let mut security = lock(&self.security);
+        if fresh {
+            security.check_session_announcement(&sec_peer(peer), delivery, size, a, now)?;
+        } else {
+            security.check_session_announcement_copy(&sec_peer(peer), delivery, size, a, now)?;
+        }
+        Ok(fresh)
+    }
+
     /// Whether this exact announcement (equal to the one already verified)
     /// is pending here or is a live session's: a second copy of a request
     /// (it comes directly and by gossip) is judged by every check but the
@@ -590,36 +595,17 @@ impl Inner {
             let Some(a) = decode_exact::<SessionAnnouncement>(&data) else {
                 return Some(Verdict::Reject);
             };
-            if self.is_known_copy(&a) {
-                // Judged as the first copy was (its author must be the
-                // creator's peer), but for the rate it paid; propagated as
-                // the first copy would have been.
-                let checked = lock(&self.security).check_session_announcement_copy(
-                    &sec_peer(&author),
-                    Delivery::Gossip,
-                    data.len(),
-                    &a,
-                    now,
-                );
-                return Some(match checked {
-                    Ok(()) => Verdict::Accept,
+            return Some(
+                match self.judge_request(&author, Delivery::Gossip, data.len(), &a, now) {
+                    // A copy is propagated as the first would have been.
+                    Ok(false) => Verdict::Accept,
+                    Ok(true) => {
+                        self.on_announcement(a);
+                        Verdict::Accept
+                    }
                     Err(rejection) => refusal_verdict(rejection.rule),
-                });
-            }
-            let checked = lock(&self.security).check_session_announcement(
-                &sec_peer(&author),
-                Delivery::Gossip,
-                data.len(),
-                &a,
-                now,
+                },
             );
-            return Some(match checked {
-                Ok(()) => {
-                    self.on_announcement(a);
-                    Verdict::Accept
-                }
-                Err(rejection) => refusal_verdict(rejection.rule),
-            });
         }
         if TransactionType::from_topic(&topic).is_some() {
             let this = Arc::clone(self);

@@ -839,6 +839,59 @@ fn signing_requests_are_rate_limited_per_author_after_their_signature() {
 }
 
 #[test]
+fn a_second_copy_costs_no_request_token_but_is_judged_like_the_first() {
+    let config = SecurityConfig {
+        max_requests_per_minute: 6,
+        request_burst: 1,
+        ..SecurityConfig::default()
+    };
+    let mut m = SecurityManager::new(config);
+    let author = keypair(7);
+    let a = announcement(&author, "author-peer", T0, 1);
+    let from_author = peer("author-peer");
+    assert_eq!(
+        m.check_session_announcement(&from_author, Delivery::Direct, 100, &a, T0),
+        Ok(())
+    );
+    // Its gossiped copy, many times over: no token taken (the burst is 1).
+    for _ in 0..5 {
+        assert_eq!(
+            m.check_session_announcement_copy(&from_author, Delivery::Gossip, 100, &a, T0),
+            Ok(())
+        );
+    }
+    // A peer republishing it under its own name is refused, as the first
+    // copy would have been…
+    assert_eq!(
+        rule_of(m.check_session_announcement_copy(
+            &peer("republisher"),
+            Delivery::Gossip,
+            100,
+            &a,
+            T0
+        )),
+        Rule::PeerMismatch
+    );
+    // …and so is a stale copy replayed hours later (too old to be live).
+    assert_eq!(
+        rule_of(m.check_session_announcement_copy(
+            &from_author,
+            Delivery::Gossip,
+            100,
+            &a,
+            T0 + 2 * HOUR
+        )),
+        Rule::TimestampSkew
+    );
+    // A new request from the author still finds its one token spent.
+    let b = announcement(&author, "author-peer", T0, 2);
+    assert_eq!(
+        rule_of(m.check_session_announcement(&from_author, Delivery::Direct, 100, &b, T0)),
+        Rule::RateLimit
+    );
+}
+
+#[test]
 fn requests_naming_too_many_signers_are_malformed() {
     let config = SecurityConfig {
         max_signers_per_request: 1,
