@@ -410,25 +410,10 @@ fn bench_net() -> Result<()> {
     for &(n, runs) in NET_RUNS {
         let (mut after, mut discovery, mut in_process) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
-            let out = Command::new(&binary)
-                .args(["demo", "--signers", &n.to_string(), "--json"])
-                .output()
-                .with_context(|| format!("running {}", binary.display()))?;
-            if !out.status.success() {
-                bail!(
-                    "demo with {n} signers failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            let v: Value = serde_json::from_slice(&out.stdout)?;
-            let t = &v["timings_ms"];
-            after.push(t["after_discovery"].as_f64().context("after_discovery")?);
-            discovery.push(t["announce_join"].as_f64().context("announce_join")?);
-            in_process.push(
-                t["in_process_session"]
-                    .as_f64()
-                    .context("in_process_session")?,
-            );
+            let (a, d, b) = scale::demo(&binary, n)?;
+            after.push(a);
+            discovery.push(d);
+            in_process.push(b);
         }
         let (after, discovery, base) = (median(after), median(discovery), median(in_process));
         for (op, ours) in [

@@ -77,7 +77,7 @@ pub fn bench() -> Result<()> {
 }
 
 /// One `demo` run: (after discovery, announce + join, in-process) in ms.
-fn demo(binary: &Path, n: usize) -> Result<(f64, f64, f64)> {
+pub(crate) fn demo(binary: &Path, n: usize) -> Result<(f64, f64, f64)> {
     let out = Command::new(binary)
         .args(["demo", "--signers", &n.to_string(), "--json"])
         .output()

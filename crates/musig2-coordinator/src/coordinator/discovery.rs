@@ -244,7 +244,11 @@ impl Inner {
     /// time: a join it makes can make a session ready, which calls it again.
     pub(super) fn resume_deferred_joins(self: &Arc<Self>) {
         use std::sync::atomic::Ordering;
-        if !self.config.auto_join || self.resuming.swap(true, Ordering::AcqRel) {
+        // Called on every session that becomes ready: nothing to do, cheaply.
+        if !self.config.auto_join || lock(&self.state).deferred_joins.is_empty() {
+            return;
+        }
+        if self.resuming.swap(true, Ordering::AcqRel) {
             return;
         }
         let now = self.clock.now_ms();

@@ -316,15 +316,8 @@ impl Inner {
             } else if session.timeout_reported_at.is_some()
                 || now.saturating_sub(session.progressed_at) >= round
             {
-                // A partial signature held but never checked (aggregate
-                // first) that does not verify is proven at once.
-                if session.phase == SessionPhase::PartialSigExchange
-                    && let Some(fault) = session.invalid_partial()
-                {
-                    let culprits = fault.culprits.clone();
-                    faults.push((*id, fault, culprits));
-                    continue;
-                }
+                // (A partial signature held unchecked that does not verify
+                // replaces the verdict with its proof in `fault_naming`.)
                 // A signer missing here may be stuck one round behind,
                 // waiting for a contribution that reached us but not it (a
                 // partition): our report goes out first, and the verdict

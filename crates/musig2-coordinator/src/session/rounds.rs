@@ -433,8 +433,9 @@ impl Session {
             return Ok(vec![Action::SendTo(index, self.view_body())]);
         }
         // Aggregate first: a partial signature is checked only if the
-        // aggregate does not verify (`check_complete`) or the round times
-        // out (`invalid_partial`), to name its signer with proof. Every
+        // aggregate does not verify (`check_complete`) or the session ends
+        // otherwise in this round (`invalid_partial`, from the coordinator's
+        // `fault_naming`), to name its signer with proof. Every
         // valid session thus costs one verification, not one per signer.
         if let Some(slot) = self.signed_psigs.get_mut(index) {
             *slot = Some(share);
