@@ -104,19 +104,12 @@ impl Daemon {
         let now = self.now();
         self.inner.store.update(&id, |old| {
             let mut r = old?;
-            let mut b = r.broadcast.clone().unwrap_or_else(|| BroadcastState {
-                state: WAITING.into(),
-                coordinator_index: r.coordinator_index,
-                attempt: 1,
-                txid: None,
-                basis: None,
-            });
+            let mut b = r.broadcast.clone().unwrap_or_else(BroadcastState::waiting);
             // A confirmation is final.
             if b.state == CONFIRMED {
                 return None;
             }
             if coordinator_index.is_some() {
-                b.coordinator_index = coordinator_index;
                 r.coordinator_index = coordinator_index;
             }
             f(&mut b);
@@ -128,11 +121,8 @@ impl Daemon {
     }
 
     /// `should-broadcast`: we are the current coordinator.
-    pub(super) fn should_broadcast(&self, id: SessionId, index: usize) -> Result<(), StoreError> {
-        self.set_broadcast(id, |b| {
-            b.state = OURS.into();
-            b.coordinator_index = Some(index);
-        })
+    pub(super) fn should_broadcast(&self, id: SessionId) -> Result<(), StoreError> {
+        self.set_broadcast(id, |b| b.state = OURS.into())
     }
 
     /// `coordinator-failed`: failover moved on to attempt `attempt`.

@@ -189,7 +189,7 @@ impl Daemon {
                 session_id,
                 coordinator_index,
             } => {
-                self.should_broadcast(*session_id, *coordinator_index)?;
+                self.should_broadcast(*session_id)?;
                 self.publish(
                     "should-broadcast",
                     json!({"session_id": hexid(session_id), "coordinator_index": coordinator_index}),

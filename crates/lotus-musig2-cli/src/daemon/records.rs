@@ -262,13 +262,7 @@ impl Daemon {
             }
             // `should-broadcast` may have come first.
             if r.broadcast.is_none() {
-                r.broadcast = Some(BroadcastState {
-                    state: super::broadcasting::WAITING.into(),
-                    coordinator_index: r.coordinator_index,
-                    attempt: 1,
-                    txid: None,
-                    basis: None,
-                });
+                r.broadcast = Some(BroadcastState::waiting());
             }
             r.updated_at = now;
             Some(r)

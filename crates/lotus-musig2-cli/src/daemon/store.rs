@@ -109,20 +109,32 @@ pub struct SessionRecord {
 /// The broadcast of a completed session, as this node knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BroadcastState {
-    /// `waiting` (the current coordinator is to broadcast), `ours` (this
-    /// node is the current coordinator: broadcast, then `POST …/broadcast`),
-    /// `confirmed`, or `exhausted` (every coordinator timed out).
+    /// `waiting` (the current coordinator, the record's
+    /// `coordinator_index`, is to broadcast), `ours` (this node is the
+    /// current coordinator: broadcast, then `POST …/broadcast`),
+    /// `confirmed`, `exhausted` (every coordinator timed out) or
+    /// `interrupted` (the node restarted before a confirmation).
     pub state: String,
-    /// The current coordinator's sorted index.
-    pub coordinator_index: Option<usize>,
     /// The coordinator attempt (1 = the elected one, 2 = its first backup…).
     pub attempt: usize,
-    /// The broadcast transaction's id (hex, internal byte order), if known.
+    /// The broadcast transaction's id (hex, display order), if known.
     pub txid: Option<String>,
     /// What the confirmation rests on: `local` (this node broadcast),
     /// `coordinator` (the coordinator's signed word) or `chronik` (the
     /// transaction was seen through this node's Chronik client).
     pub basis: Option<String>,
+}
+
+impl BroadcastState {
+    /// A completed session's broadcast before anyone is told to do it.
+    pub fn waiting() -> Self {
+        Self {
+            state: super::broadcasting::WAITING.into(),
+            attempt: 1,
+            txid: None,
+            basis: None,
+        }
+    }
 }
 
 impl SessionRecord {
