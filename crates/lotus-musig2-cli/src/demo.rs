@@ -72,6 +72,22 @@ async fn run(args: &DemoArgs, method: ElectionMethod, message: [u8; 32]) -> Resu
         "nodes up",
         ms(startup)
     );
+    // Nodes started together fill their DHT routing tables together, and
+    // every new entry makes libp2p-kad bootstrap: wait until that is over,
+    // as it is on nodes that have run for a while.
+    let settling = Instant::now();
+    let settled = cluster.settle().await;
+    let settle = settling.elapsed();
+    eprintln!(
+        "  {:<18} {:>9.1} ms  ({})",
+        "dht settled",
+        ms(settle),
+        if settled {
+            "no routing-table change for 1 s"
+        } else {
+            "gave up waiting"
+        }
+    );
     let metadata = SigningMetadata {
         input_script_type: Some(if args.taproot {
             InputScriptType::Taproot
@@ -115,6 +131,7 @@ async fn run(args: &DemoArgs, method: ElectionMethod, message: [u8; 32]) -> Resu
 
     let mut timings = serde_json::Map::new();
     timings.insert("startup".into(), json!(round(ms(startup))));
+    timings.insert("dht_settle".into(), json!(round(ms(settle))));
     for (step, took) in &outcome.timings {
         timings.insert(step.name().into(), json!(round(ms(*took))));
     }

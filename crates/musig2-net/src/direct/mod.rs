@@ -57,6 +57,28 @@ pub(crate) struct DirectCounters {
     pub(crate) dropped_blocked: AtomicU64,
     pub(crate) inbound_failures: AtomicU64,
     pub(crate) streams_refused: AtomicU64,
+    /// When a direct message last went out or came in (ms since the epoch):
+    /// the node is signing, and DHT upkeep waits (see `quiet_for`).
+    pub(crate) last_activity_ms: AtomicU64,
+}
+
+impl DirectCounters {
+    fn note_activity(&self) {
+        self.last_activity_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// How long no direct message went out or came in.
+    pub(crate) fn quiet_for(&self) -> Duration {
+        Duration::from_millis(
+            now_ms().saturating_sub(self.last_activity_ms.load(Ordering::Relaxed)),
+        )
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// One peer's outbound stream and when it was last used.
@@ -133,6 +155,7 @@ impl Direct {
     /// already open may have died with its connection since it was last used;
     /// then the message is sent once more on a fresh stream.
     pub(crate) async fn send(&self, peer: PeerId, payload: &[u8]) -> Result<(), NetError> {
+        self.counters.note_activity();
         if payload.len() > self.codec.max_frame() {
             return Err(NetError::TooLarge {
                 size: payload.len(),
@@ -299,6 +322,7 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Ok(Ok(payload)) => payload,
         };
+        counters.note_activity();
         let ack = match inbox.push(peer, payload) {
             Admit::Queued => Ack::Accepted,
             Admit::PeerFull => {

@@ -53,10 +53,20 @@ impl EventLoop {
                     },
             } => self.on_inbound_record(source, record),
             kad::Event::RoutingUpdated {
-                peer, addresses, ..
+                peer,
+                addresses,
+                is_new_peer,
+                ..
             } => {
+                if is_new_peer {
+                    self.dht_changed_at = Instant::now();
+                }
                 self.learn_addrs(peer, addresses.into_vec());
             }
+            kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::Bootstrap(_),
+                ..
+            } => self.dht_changed_at = Instant::now(),
             kad::Event::OutboundQueryProgressed { id, result, .. } => match result {
                 kad::QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found))) => {
                     let record = found.record;

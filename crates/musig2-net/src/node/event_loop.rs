@@ -45,6 +45,7 @@ impl EventLoop {
             dht_own_evicted: own_evicted,
             known_peers: self.known_addrs.len() as u64,
             known_peers_evicted: self.known_addrs.evicted() + book_evicted,
+            dht_quiet_ms: self.dht_changed_at.elapsed().as_millis() as u64,
             ..self.metrics
         }
     }
@@ -67,8 +68,60 @@ impl EventLoop {
         }
     }
 
+    /// Puts an identified peer in Kademlia's routing table (a DHT server)
+    /// or takes it out (not one). Kademlia keeps every address it is given:
+    /// the peer's list is replaced rather than added to, so repeated identify
+    /// pushes cannot grow it past `max_addrs_per_peer`, and an unchanged list
+    /// is left alone. Every new peer in the table schedules a DHT bootstrap
+    /// half a second later (hundreds of requests on a network of 50; not
+    /// configurable in libp2p-kad), so while direct messages flow (a
+    /// signing session: its co-signers connect to each other just then) new
+    /// entries wait in `kad_waiting` for a quiet moment ([`KAD_QUIET`]), or
+    /// [`KAD_WAIT_MAX`] at most.
+    pub(super) fn route(&mut self, peer: PeerId, addrs: &[Multiaddr], serves_dht: bool) {
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        if serves_dht && kad_holds(kad, &peer, addrs) {
+            self.kad_waiting.remove(&peer);
+            return;
+        }
+        if serves_dht && self.direct.counters.quiet_for() < KAD_QUIET {
+            if self.kad_waiting.len() < KAD_WAITING_MAX || self.kad_waiting.contains_key(&peer) {
+                self.kad_waiting.insert(peer, addrs.to_vec());
+                self.kad_waiting_since.get_or_insert_with(Instant::now);
+            }
+            return;
+        }
+        self.kad_waiting.remove(&peer);
+        kad.remove_peer(&peer);
+        if serves_dht {
+            for addr in addrs {
+                kad.add_address(&peer, addr.clone());
+            }
+        }
+    }
+
+    /// Routes the peers that waited for a quiet moment (or too long).
+    fn route_waiting(&mut self) {
+        let due = self.direct.counters.quiet_for() >= KAD_QUIET
+            || self
+                .kad_waiting_since
+                .is_some_and(|since| since.elapsed() >= KAD_WAIT_MAX);
+        if !due || self.kad_waiting.is_empty() {
+            return;
+        }
+        self.kad_waiting_since = None;
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        for (peer, addrs) in std::mem::take(&mut self.kad_waiting) {
+            kad.remove_peer(&peer);
+            for addr in addrs {
+                kad.add_address(&peer, addr);
+            }
+        }
+    }
+
     pub(super) fn maintain(&mut self) {
         self.direct.close_idle();
+        self.route_waiting();
         let now = Instant::now();
         let pruned =
             self.known_addrs.prune(now) + self.swarm.behaviour_mut().addresses.book.prune(now);
@@ -188,16 +241,7 @@ impl EventLoop {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 let mut addrs = info.listen_addrs;
                 addrs.truncate(self.config.max_addrs_per_peer.max(1));
-                let kad = &mut self.swarm.behaviour_mut().kad;
-                // Kademlia keeps every address it is given: replace the
-                // peer's list rather than add to it, so repeated identify
-                // pushes cannot grow it past `max_addrs_per_peer`.
-                kad.remove_peer(&peer_id);
-                if info.protocols.contains(&self.kad_protocol) {
-                    for addr in &addrs {
-                        kad.add_address(&peer_id, addr.clone());
-                    }
-                }
+                self.route(peer_id, &addrs, info.protocols.contains(&self.kad_protocol));
                 self.learn_addrs(peer_id, addrs);
             }
             BehaviourEvent::Kad(event) => self.on_kad_event(event),
@@ -249,4 +293,27 @@ fn record(metrics: &libp2p::metrics::Metrics, event: &SwarmEvent<BehaviourEvent>
         SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => metrics.record(e),
         _ => {}
     }
+}
+
+/// Whether Kademlia's routing table holds `peer` with exactly `addrs`.
+fn kad_holds(
+    kad: &mut libp2p::kad::Behaviour<crate::dht::DhtStore>,
+    peer: &PeerId,
+    addrs: &[Multiaddr],
+) -> bool {
+    let Some(bucket) = kad.kbucket(*peer) else {
+        return false;
+    };
+    bucket
+        .iter()
+        .find(|entry| entry.node.key.preimage() == peer)
+        .is_some_and(|entry| {
+            let held: Vec<&Multiaddr> = entry.node.value.iter().collect();
+            held.len() == addrs.len()
+                && addrs.iter().all(|a| {
+                    a.clone()
+                        .with_p2p(*peer)
+                        .is_ok_and(|a| held.iter().any(|h| **h == a))
+                })
+        })
 }

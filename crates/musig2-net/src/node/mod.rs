@@ -38,6 +38,14 @@ use swarm::build_swarm;
 
 /// How often the event loop checks its connection count.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
+/// New routing-table entries wait until no direct message moved for this long.
+const KAD_QUIET: Duration = Duration::from_secs(2);
+/// … or this long at most (a node that signs without pause still keeps its
+/// routing table current).
+const KAD_WAIT_MAX: Duration = Duration::from_secs(60);
+/// Peers waiting to enter the routing table, at most (more wait for their
+/// next identify).
+const KAD_WAITING_MAX: usize = 4096;
 /// The longest wait between two fruitless bootstraps.
 const MAX_BOOTSTRAP_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -225,6 +233,10 @@ pub struct NetMetrics {
     pub known_peers: u64,
     /// Peers forgotten from the address books to make room.
     pub known_peers_evicted: u64,
+    /// Gauge: ms since the DHT routing table last gained a peer or a DHT
+    /// bootstrap last made progress (each new peer in the table schedules a
+    /// bootstrap: hundreds of requests on a network of 50).
+    pub dht_quiet_ms: u64,
 }
 
 /// Starts a node: builds the swarm, listens, dials the bootstrap peers and
@@ -305,6 +317,9 @@ pub async fn start(
         session_peers: HashSet::new(),
         metrics: NetMetrics::default(),
         refill: Refill::new(MAINTENANCE_INTERVAL, MAX_BOOTSTRAP_BACKOFF, Instant::now()),
+        kad_waiting: HashMap::new(),
+        kad_waiting_since: None,
+        dht_changed_at: Instant::now(),
     };
     tokio::spawn(event_loop.run());
     Ok((
@@ -371,4 +386,10 @@ struct EventLoop {
     session_peers: HashSet<PeerId>,
     metrics: NetMetrics,
     refill: Refill,
+    /// Identified DHT servers waiting to enter the routing table (see
+    /// `EventLoop::route`), and since when the oldest waits.
+    kad_waiting: HashMap<PeerId, Vec<Multiaddr>>,
+    kad_waiting_since: Option<Instant>,
+    /// When the routing table last gained a peer or a bootstrap progressed.
+    dht_changed_at: Instant,
 }
