@@ -47,7 +47,8 @@ fuzz_target!(|data: &[u8]| {
         Body::SessionAbort { .. }
         | Body::SignatureFinalized { .. }
         | Body::ValidationError { .. }
-        | Body::TranscriptView { .. } => {
+        | Body::TranscriptView { .. }
+        | Body::RoundBatch { .. } => {
             assert_eq!(index, None);
         }
     }

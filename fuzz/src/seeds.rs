@@ -283,6 +283,17 @@ pub fn wire_messages() -> Result<Vec<(String, WireMessage)>> {
                 ],
             },
         ),
+        (
+            "round_batch",
+            Body::RoundBatch {
+                contributions: vec![
+                    signed(Statement::NonceCommitment(commitment)),
+                    signed(Statement::PublicNonce(nonce)),
+                ],
+                signature: None,
+                want: true,
+            },
+        ),
     ];
     Ok(bodies
         .into_iter()

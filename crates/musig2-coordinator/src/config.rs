@@ -71,6 +71,10 @@ pub struct CoordinatorConfig {
     pub disconnect_grace: Duration,
     /// A round that waits longer than this for contributions fails, naming who is missing.
     pub round_timeout: Duration,
+    /// In a relayed session (`docs/PROTOCOL.md` §7.5), how long a signer
+    /// waits for the relay's round after its own contribution went out
+    /// before it exchanges directly (at most half the round timeout).
+    pub relay_timeout: Duration,
     /// A session whose signers have not all joined this long after it was
     /// opened here (or by the request's expiry, if sooner) fails with
     /// `JOIN_TIMEOUT`, naming every signer that did not join.
@@ -136,6 +140,7 @@ impl Default for CoordinatorConfig {
             discovery_timeout: Duration::from_secs(30),
             disconnect_grace: Duration::from_secs(10),
             round_timeout: Duration::from_secs(120),
+            relay_timeout: Duration::from_secs(2),
             broadcast_timeout: Duration::from_secs(300),
             broadcast_check: None,
             identity: None,

@@ -315,6 +315,11 @@ impl Harness {
                 ..
             } => session.on_partial_sig(from, partial_sig, transcript, signature, now),
             Body::TranscriptView { contributions } => session.on_view(from, &contributions),
+            Body::RoundBatch {
+                contributions,
+                signature,
+                want,
+            } => session.on_batch(from, &contributions, signature, want, now),
             Body::SignatureFinalized {
                 signature,
                 txid,

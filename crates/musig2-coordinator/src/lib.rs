@@ -22,6 +22,7 @@ pub use events::{
     ConfirmationBasis, CoordinatorEvent, ErrorCode, RequestId, SessionId, SessionInfo,
 };
 pub use evidence::{Blame, Evidence};
+pub use session::RELAY_MIN_SIGNERS;
 pub use txrequest::{RequestRefusal, TransactionView};
 
 /// Errors of the coordinator API.

@@ -111,6 +111,21 @@ pub enum Body {
         /// The signed contributions, in signer order.
         contributions: Vec<SignedContribution>,
     },
+    /// Signed contributions carried for their signers (`docs/PROTOCOL.md`
+    /// §7.5): the relay's complete round (and, after round 2, the final
+    /// signature instead of the partial signatures), or, when a signer stops
+    /// waiting for the relay, everything it holds. Each contribution is
+    /// checked under its own signer's key; one that does not verify is the
+    /// carrier's fault, never its named signer's.
+    RoundBatch {
+        /// Commitments, nonces and partial signatures, any order.
+        contributions: Vec<SignedContribution>,
+        /// The session's final signature, once the sender has it.
+        signature: Option<Signature>,
+        /// The sender stopped waiting for the relay and asks each co-signer
+        /// for what it holds and the batch lacks (answered once per round).
+        want: bool,
+    },
 }
 
 /// What an aborting signer reports: a stable code, whom it blames, its
@@ -212,6 +227,7 @@ impl Body {
             Self::SignatureFinalized { .. } => MessageKind::SignatureFinalized,
             Self::ValidationError { .. } => MessageKind::ValidationError,
             Self::TranscriptView { .. } => MessageKind::TranscriptView,
+            Self::RoundBatch { .. } => MessageKind::RoundBatch,
         }
     }
 
@@ -285,7 +301,7 @@ mod tests {
         .unwrap();
         let contribution =
             |statement| SignedContribution::sign(digest, index, statement, signer.secret_key());
-        let body = match variant % 9 {
+        let body = match variant % 10 {
             0 => {
                 let other = Keypair::random(&mut rng).public_key();
                 let request = SessionRequest {
@@ -366,7 +382,7 @@ mod tests {
                 code: text.clone(),
                 detail: text,
             },
-            _ => Body::TranscriptView {
+            8 => Body::TranscriptView {
                 contributions: vec![
                     contribution(Statement::PublicNonce(nonce)),
                     contribution(Statement::PartialSignature {
@@ -374,6 +390,18 @@ mod tests {
                         transcript: digest,
                     }),
                 ],
+            },
+            _ => Body::RoundBatch {
+                contributions: vec![
+                    contribution(Statement::NonceCommitment(NonceCommitment::commit(
+                        &digest,
+                        &signer.public_key(),
+                        &nonce,
+                    ))),
+                    contribution(Statement::PublicNonce(nonce)),
+                ],
+                signature: seed.is_multiple_of(2).then_some(signature),
+                want: seed.is_multiple_of(3),
             },
         };
         WireMessage {
@@ -424,7 +452,7 @@ mod tests {
         /// Every body variant survives encoding; a trailing byte or a
         /// truncation is refused; the body reports its kind and claimed index.
         #[test]
-        fn every_body_round_trips_strictly(variant in 0u8..9, seed in any::<u64>(), text in ".{0,40}") {
+        fn every_body_round_trips_strictly(variant in 0u8..10, seed in any::<u64>(), text in ".{0,40}") {
             let message = message(variant, seed, text);
             let mut bytes = encode(&message).unwrap();
             prop_assert_eq!(&decode(&bytes).unwrap(), &message);
@@ -432,7 +460,7 @@ mod tests {
                 MessageKind::SigningRequest, MessageKind::SessionJoin, MessageKind::NonceCommit,
                 MessageKind::NonceShare, MessageKind::PartialSigShare, MessageKind::SessionAbort,
                 MessageKind::SignatureFinalized, MessageKind::ValidationError,
-                MessageKind::TranscriptView,
+                MessageKind::TranscriptView, MessageKind::RoundBatch,
             ][usize::from(variant)];
             prop_assert_eq!(message.body.kind(), expected_kind);
             prop_assert_eq!(

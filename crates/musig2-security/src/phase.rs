@@ -32,6 +32,7 @@
 //! | `SIGNATURE_FINALIZED` | COMPLETE | PARTIAL_SIG_EXCHANGE | coordinator |
 //! | `VALIDATION_ERROR` | every phase but CLOSED | — | any signer |
 //! | `TRANSCRIPT_VIEW` | PARTIAL_SIG_EXCHANGE | NONCE_EXCHANGE | any signer |
+//! | `ROUND_BATCH` | SESSION_READY, NONCE_COMMIT, NONCE_EXCHANGE, PARTIAL_SIG_EXCHANGE | SIGNING_REQUEST | any signer |
 //!
 //! In CLOSED nothing is accepted ([`Violation::SessionClosed`], not blamed: a
 //! message racing the end of a session is no misbehaviour). The coordinator passes
@@ -46,7 +47,8 @@
 //! `SIGNATURE_FINALIZED` (6). Stages may be skipped (Phase 0 is optional, a
 //! creator does not join its own request), but each staged kind is sent at most
 //! once per sender and session: a second `NONCE_SHARE` is equivocation.
-//! `SESSION_ABORT`, `VALIDATION_ERROR` and `TRANSCRIPT_VIEW` are unstaged.
+//! `SESSION_ABORT`, `VALIDATION_ERROR`, `TRANSCRIPT_VIEW` and `ROUND_BATCH`
+//! are unstaged.
 
 use core::fmt;
 
@@ -79,11 +81,16 @@ pub enum MessageKind {
     /// received), sent to a co-signer whose round-2 transcript differs, so
     /// that an equivocator can be proven.
     TranscriptView,
+    /// Signed contributions of other signers carried together (and, once
+    /// known, the final signature): the relay's round, or a signer's
+    /// holdings when it stops waiting for the relay. Each contribution is
+    /// checked under its own signer's key, so any signer may carry them.
+    RoundBatch,
 }
 
 impl MessageKind {
     /// Every kind.
-    pub const ALL: [MessageKind; 10] = [
+    pub const ALL: [MessageKind; 11] = [
         Self::SigningRequest,
         Self::SessionJoin,
         Self::SessionReady,
@@ -94,6 +101,7 @@ impl MessageKind {
         Self::SignatureFinalized,
         Self::ValidationError,
         Self::TranscriptView,
+        Self::RoundBatch,
     ];
 
     /// The kind's protocol name (`SESSION_JOIN`, …).
@@ -109,6 +117,7 @@ impl MessageKind {
             Self::SignatureFinalized => "SIGNATURE_FINALIZED",
             Self::ValidationError => "VALIDATION_ERROR",
             Self::TranscriptView => "TRANSCRIPT_VIEW",
+            Self::RoundBatch => "ROUND_BATCH",
         }
     }
 
@@ -122,7 +131,10 @@ impl MessageKind {
             Self::NonceShare => Some(4),
             Self::PartialSigShare => Some(5),
             Self::SignatureFinalized => Some(6),
-            Self::SessionAbort | Self::ValidationError | Self::TranscriptView => None,
+            Self::SessionAbort
+            | Self::ValidationError
+            | Self::TranscriptView
+            | Self::RoundBatch => None,
         }
     }
 
@@ -152,6 +164,11 @@ impl MessageKind {
             Self::SignatureFinalized => (&[Complete], &[PartialSigExchange], true),
             Self::SessionAbort | Self::ValidationError => (BEFORE_CLOSED, &[], false),
             Self::TranscriptView => (&[PartialSigExchange], &[NonceExchange], false),
+            Self::RoundBatch => (
+                &[SessionReady, NonceCommit, NonceExchange, PartialSigExchange],
+                &[SigningRequest],
+                false,
+            ),
         };
         PhaseRule {
             kind: self,

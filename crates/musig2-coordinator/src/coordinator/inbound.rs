@@ -174,6 +174,17 @@ impl Inner {
                     state.counters.late_messages += 1;
                     None
                 }
+                // A co-signer that stopped waiting for the relay asks for
+                // what it lacks: the final signature, once.
+                (Body::RoundBatch { want: true, .. }, Some(i)) => {
+                    let answer = session.answer_done(i, true);
+                    if answer.is_empty() {
+                        state.counters.late_messages += 1;
+                        None
+                    } else {
+                        Some(answer)
+                    }
+                }
                 (Body::SessionAbort { report, .. }, _) => {
                     debug!(?index, reason = %report.reason, "abort after completion ignored; the signature is kept");
                     state.counters.aborts_after_completion += 1;
@@ -368,6 +379,7 @@ impl Inner {
                         | Body::SessionAbort { .. }
                         | Body::SessionJoin { .. }
                         | Body::TranscriptView { .. }
+                        | Body::RoundBatch { .. }
                 );
                 let first = answerable
                     && lock(&self.state)
@@ -455,6 +467,13 @@ impl Inner {
                 Body::TranscriptView { contributions } => {
                     session.on_view(index, &contributions).map(|a| (a, None))
                 }
+                Body::RoundBatch {
+                    contributions,
+                    signature,
+                    want,
+                } => session
+                    .on_batch(index, &contributions, signature, want, now)
+                    .map(|a| (a, None)),
                 Body::SignatureFinalized {
                     signature,
                     txid,

@@ -399,6 +399,7 @@ impl Inner {
     /// transport and its queued input dropped).
     pub(super) fn sweep(self: &Arc<Self>) {
         let now = self.clock.now_ms();
+        self.relay_fallbacks(now);
         let (faults, reports) = self.timeouts(now);
         self.report_timeouts(reports, now);
         for (id, fault, culprits) in faults {
@@ -428,6 +429,31 @@ impl Inner {
                 _ => {}
             }
             self.emit(CoordinatorEvent::Security(e));
+        }
+    }
+
+    /// Sessions whose relay is late: we exchange directly from now on
+    /// ([`crate::session::Session::relay_fallback`]).
+    fn relay_fallbacks(self: &Arc<Self>, now: Millis) {
+        let timeout = self
+            .config
+            .relay_timeout
+            .min(self.config.round_timeout / 2)
+            .as_millis() as Millis;
+        let due: Vec<(SessionId, Vec<Action>)> = {
+            let mut state = lock(&self.state);
+            let due: Vec<(SessionId, Vec<Action>)> = state
+                .sessions
+                .iter_mut()
+                .filter(|(_, s)| !s.is_done() && s.timeout_reported_at.is_none())
+                .map(|(id, s)| (*id, s.relay_fallback(now, timeout)))
+                .filter(|(_, actions)| !actions.is_empty())
+                .collect();
+            state.counters.relay_fallbacks += due.len() as u64;
+            due
+        };
+        for (id, actions) in due {
+            self.apply(id, actions);
         }
     }
 

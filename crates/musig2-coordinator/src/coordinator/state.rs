@@ -281,6 +281,9 @@ pub struct CoordinatorCounters {
     /// Requests not joined automatically because too many already waited
     /// for their creator's turn.
     pub deferred_joins_dropped: u64,
+    /// Rounds in which this node stopped waiting for the session's relay
+    /// and exchanged directly (a relay late, gone, or withholding).
+    pub relay_fallbacks: u64,
 }
 
 /// Sizes of the bounded collections, for tests and metrics.

@@ -4,7 +4,11 @@
 
 mod accountability;
 mod broadcast;
+mod relay;
 mod rounds;
+
+pub use relay::RELAY_MIN_SIGNERS;
+pub(crate) use relay::Round;
 
 use musig2_core::{
     EquivocationProof, KeyAggContext, Keypair, Lotus, NonceCommitment, NonceGenInputs,
@@ -219,6 +223,15 @@ pub(crate) struct Session {
     pub started_at: Millis,
     /// When it completed here.
     pub completed_at: Option<Millis>,
+    /// As the relay: the rounds already relayed (bits of [`Round`]).
+    relayed: u8,
+    /// We stopped waiting for the relay: the rest runs directly.
+    relay_off: bool,
+    /// The rounds in which we stopped waiting for the relay (bits of [`Round`]).
+    fell_back: u8,
+    /// Per co-signer: the `want`s answered (bits of [`Round`], and 8 for
+    /// the final signature).
+    answered: Vec<u8>,
 }
 
 /// Node-level choices a session follows.
@@ -319,6 +332,10 @@ impl Session {
             timeout_reported_at: None,
             started_at: now,
             completed_at: None,
+            relayed: 0,
+            relay_off: false,
+            fell_back: 0,
+            answered: vec![0; n],
         })
     }
 
@@ -471,5 +488,7 @@ enum SlotValue {
     Psig(PartialSignature),
 }
 
+#[cfg(test)]
+mod relay_tests;
 #[cfg(test)]
 mod tests;

@@ -174,20 +174,22 @@ impl Session {
         self.store_signed(&signed);
         self.phase = SessionPhase::NonceCommit;
         self.progress(now);
-        let mut actions = vec![Action::SendToAll(Body::NonceCommit {
+        let mut actions = self.send_own(Body::NonceCommit {
             signer_index: self.me as u32,
             commitment,
             signature: signed.signature,
-        })];
+        });
         actions.extend(self.check_commitments_complete());
         Ok(actions)
     }
 
     pub(super) fn check_commitments_complete(&mut self) -> Vec<Action> {
         if self.phase == SessionPhase::NonceCommit && self.commitments.iter().all(Option::is_some) {
-            vec![Action::Emit(CoordinatorEvent::NonceCommitmentsComplete(
+            let mut actions = self.relay_round(Round::Commitments);
+            actions.push(Action::Emit(CoordinatorEvent::NonceCommitmentsComplete(
                 self.session_id,
-            ))]
+            )));
+            actions
         } else {
             Vec::new()
         }
@@ -200,6 +202,10 @@ impl Session {
         signature: Signature,
         now: Millis,
     ) -> Result<Vec<Action>, Fault> {
+        if self.holds(index, &Statement::NonceCommitment(commitment), &signature) {
+            // Already carried here by a batch: nothing new.
+            return Ok(Vec::new());
+        }
         if self.commitments.get(index).is_some_and(Option::is_some) {
             return Err(Fault::blame(
                 ErrorCode::InvalidContribution,
@@ -208,10 +214,21 @@ impl Session {
             ));
         }
         let signed = self.signed_by(index, Statement::NonceCommitment(commitment), signature)?;
-        self.store_signed(&signed);
-        self.set(Slot::Commitment, index, SlotValue::Commitment(commitment));
-        self.progress(now);
+        self.accept_commitment(&signed, now);
         Ok(self.check_commitments_complete())
+    }
+
+    /// Records a co-signer's verified commitment.
+    pub(super) fn accept_commitment(&mut self, signed: &SignedContribution, now: Millis) {
+        if let Statement::NonceCommitment(commitment) = signed.statement {
+            self.store_signed(signed);
+            self.set(
+                Slot::Commitment,
+                signed.signer_index as usize,
+                SlotValue::Commitment(commitment),
+            );
+            self.progress(now);
+        }
     }
 
     /// Round 1: reveal our nonce.
@@ -246,11 +263,11 @@ impl Session {
         self.store_signed(&signed);
         self.phase = SessionPhase::NonceExchange;
         self.progress(now);
-        let mut actions = vec![Action::SendToAll(Body::NonceShare {
+        let mut actions = self.send_own(Body::NonceShare {
             signer_index: self.me as u32,
             nonce: pubnonce,
             signature: signed.signature,
-        })];
+        });
         actions.extend(
             self.check_round1_complete()
                 .map_err(|f| Misuse(f.message))?,
@@ -272,6 +289,9 @@ impl Session {
                 "a peer sent our own nonce",
             ));
         }
+        if self.holds(index, &Statement::PublicNonce(nonce), &signature) {
+            return Ok(Vec::new());
+        }
         if self.context.is_some() || self.nonces.get(index).is_some_and(Option::is_some) {
             return Err(Fault::blame(
                 ErrorCode::InvalidContribution,
@@ -280,6 +300,28 @@ impl Session {
             ));
         }
         let signed = self.signed_by(index, Statement::PublicNonce(nonce), signature)?;
+        if self.commitments_enabled && self.commitments.get(index).is_some_and(Option::is_none) {
+            return Err(Fault::blame(
+                ErrorCode::InvalidContribution,
+                index,
+                "nonce before its commitment",
+            ));
+        }
+        self.accept_nonce(signed, now)?;
+        self.check_round1_complete()
+    }
+
+    /// Records a co-signer's verified nonce, once its commitment is here:
+    /// a nonce that does not open it is proven against its signer.
+    pub(super) fn accept_nonce(
+        &mut self,
+        signed: SignedContribution,
+        now: Millis,
+    ) -> Result<(), Fault> {
+        let Statement::PublicNonce(nonce) = signed.statement else {
+            return Ok(());
+        };
+        let index = signed.signer_index as usize;
         if self.commitments_enabled {
             let signer = self.keys.get(index).copied();
             let commitment = self.commitments.get(index).copied().flatten();
@@ -298,19 +340,14 @@ impl Session {
                         },
                     )
                 })?,
-                _ => {
-                    return Err(Fault::blame(
-                        ErrorCode::InvalidContribution,
-                        index,
-                        "nonce before its commitment",
-                    ));
-                }
+                // Checked by the callers: never here without its commitment.
+                _ => return Ok(()),
             }
         }
         self.store_signed(&signed);
         self.set(Slot::Nonce, index, SlotValue::Nonce(nonce));
         self.progress(now);
-        self.check_round1_complete()
+        Ok(())
     }
 
     pub(super) fn check_round1_complete(&mut self) -> Result<Vec<Action>, Fault> {
@@ -343,9 +380,11 @@ impl Session {
             &nonces,
         ));
         self.context = Some(context);
-        Ok(vec![Action::Emit(CoordinatorEvent::Round1Complete(
+        let mut actions = self.relay_round(Round::Nonces);
+        actions.push(Action::Emit(CoordinatorEvent::Round1Complete(
             self.session_id,
-        ))])
+        )));
+        Ok(actions)
     }
 
     /// Round 2: sign (consuming our secret nonce) and send the partial signature.
@@ -374,14 +413,18 @@ impl Session {
             partial_sig: psig,
             transcript,
         });
+        if let Some(slot) = self.signed_psigs.get_mut(self.me) {
+            *slot = Some(signed);
+        }
         self.phase = SessionPhase::PartialSigExchange;
         self.progress(now);
-        let mut actions = vec![Action::SendToAll(Body::PartialSigShare {
+        let body = Body::PartialSigShare {
             signer_index: self.me as u32,
             partial_sig: psig,
             transcript,
             signature: signed.signature,
-        })];
+        };
+        let mut actions = self.send_own(body);
         actions.extend(self.check_complete().map_err(|f| Misuse(f.message))?);
         Ok(actions)
     }
@@ -399,6 +442,13 @@ impl Session {
         signature: Signature,
         now: Millis,
     ) -> Result<Vec<Action>, Fault> {
+        let statement = Statement::PartialSignature {
+            partial_sig: psig,
+            transcript,
+        };
+        if index != self.me && self.holds(index, &statement, &signature) {
+            return Ok(Vec::new());
+        }
         if index == self.me || self.psigs.get(index).is_some_and(Option::is_some) {
             return Err(Fault::blame(
                 ErrorCode::InvalidContribution,
@@ -406,31 +456,40 @@ impl Session {
                 "second partial signature",
             ));
         }
-        let share = self.signed_by(
-            index,
-            Statement::PartialSignature {
-                partial_sig: psig,
-                transcript,
-            },
-            signature,
-        )?;
-        let (Some(_), Some(Some(_)), Some(ours)) =
-            (&self.context, self.nonces.get(index), self.transcript)
-        else {
+        let share = self.signed_by(index, statement, signature)?;
+        if self.context.is_none() || self.nonces.get(index).is_some_and(Option::is_none) {
             return Err(Fault::blame(
                 ErrorCode::InvalidContribution,
                 index,
                 "partial signature before round 1",
             ));
+        }
+        let mut actions = self.accept_psig(share, now);
+        actions.extend(self.check_complete()?);
+        Ok(actions)
+    }
+
+    /// Records a co-signer's partial signature whose statement signature
+    /// verified, once round 1 is complete here (checked by the callers).
+    /// One over another view than ours is not kept: we send its signer our
+    /// view and wait for the proof.
+    pub(super) fn accept_psig(&mut self, share: SignedContribution, now: Millis) -> Vec<Action> {
+        let Statement::PartialSignature {
+            partial_sig,
+            transcript,
+        } = share.statement
+        else {
+            return Vec::new();
         };
-        if transcript != ours {
-            self.progress(now);
+        let index = share.signer_index as usize;
+        self.progress(now);
+        if self.transcript != Some(transcript) {
             if self.view_mismatch.contains(&index) {
-                return Ok(Vec::new());
+                return Vec::new();
             }
             self.view_mismatch.push(index);
             info!(session = %hex::encode(self.session_id), signer = index, "round-2 transcripts differ; views exchanged");
-            return Ok(vec![Action::SendTo(index, self.view_body())]);
+            return vec![Action::SendTo(index, self.view_body())];
         }
         // Aggregate first: a partial signature is checked only if the
         // aggregate does not verify (`check_complete`) or the session ends
@@ -440,9 +499,8 @@ impl Session {
         if let Some(slot) = self.signed_psigs.get_mut(index) {
             *slot = Some(share);
         }
-        self.set(Slot::Psig, index, SlotValue::Psig(psig));
-        self.progress(now);
-        self.check_complete()
+        self.set(Slot::Psig, index, SlotValue::Psig(partial_sig));
+        Vec::new()
     }
 
     /// The first co-signer partial signature held that does not verify,
@@ -498,7 +556,17 @@ impl Session {
                 )
             }));
         }
+        let mut actions = self.relay_signature(signature);
+        actions.extend(self.complete_with(signature));
+        Ok(actions)
+    }
+
+    /// The session is complete with `signature`, verified by the caller:
+    /// any secret nonce left is dropped, and the elected coordinator is told
+    /// to broadcast.
+    pub(super) fn complete_with(&mut self, signature: Signature) -> Vec<Action> {
         self.final_signature = Some(signature);
+        self.secnonce = None;
         self.phase = SessionPhase::Complete;
         let mut actions = vec![Action::Emit(CoordinatorEvent::SessionComplete {
             session_id: self.session_id,
@@ -511,6 +579,6 @@ impl Session {
             }
             actions.extend(self.should_broadcast());
         }
-        Ok(actions)
+        actions
     }
 }

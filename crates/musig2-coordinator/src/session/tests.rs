@@ -27,7 +27,7 @@ fn a_repeated_random_stream_still_gives_fresh_nonces() {
     );
 }
 
-fn request(peer: &PeerId, keys: &[PublicKey]) -> SessionRequest {
+pub(super) fn request(peer: &PeerId, keys: &[PublicKey]) -> SessionRequest {
     SessionRequest {
         signers: keys.to_vec(),
         message: [9u8; 32],
@@ -87,7 +87,12 @@ fn sessions_with_peers(commitments: bool) -> (Vec<Session>, Vec<Keypair>, Vec<Pe
 }
 
 /// `body` from signer `from` (peer `peer`) reaches `s`.
-fn feed(s: &mut Session, from: usize, body: &Body, peer: &PeerId) -> Result<Vec<Action>, Fault> {
+pub(super) fn feed(
+    s: &mut Session,
+    from: usize,
+    body: &Body,
+    peer: &PeerId,
+) -> Result<Vec<Action>, Fault> {
     match body.clone() {
         Body::SessionJoin {
             pubkey,
@@ -119,6 +124,11 @@ fn feed(s: &mut Session, from: usize, body: &Body, peer: &PeerId) -> Result<Vec<
             ..
         } => s.on_partial_sig(from, partial_sig, transcript, signature, 7),
         Body::TranscriptView { contributions } => s.on_view(from, &contributions),
+        Body::RoundBatch {
+            contributions,
+            signature,
+            want,
+        } => s.on_batch(from, &contributions, signature, want, 9),
         other => panic!("not fed in these tests: {other:?}"),
     }
 }
@@ -402,11 +412,25 @@ fn misuse_is_an_error_not_a_panic() {
         s[0].broadcast_complete(None).is_err(),
         "broadcast before completion"
     );
-    // A second nonce from the same signer is refused.
+    // The same nonce again (it may come directly and in a batch) costs
+    // nothing; a second, different nonce from the same signer is refused.
     let n = sent(&s[1].start_round1(&mut rand::rng(), 2).unwrap());
     let peer = PeerId::random();
     feed(&mut s[0], 1, &n, &peer).unwrap();
-    assert_eq!(feed(&mut s[0], 1, &n, &peer).unwrap_err().signer, Some(1));
+    assert!(feed(&mut s[0], 1, &n, &peer).unwrap().is_empty());
+    let other = sent(&s[2].start_round1(&mut rand::rng(), 2).unwrap());
+    let Body::NonceShare { nonce, .. } = other else {
+        panic!("not a nonce")
+    };
+    let second = Body::NonceShare {
+        signer_index: 1,
+        nonce,
+        signature: s[1].sign_statement(Statement::PublicNonce(nonce)).signature,
+    };
+    assert_eq!(
+        feed(&mut s[0], 1, &second, &peer).unwrap_err().signer,
+        Some(1)
+    );
 }
 
 #[test]
