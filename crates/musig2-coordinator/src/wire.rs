@@ -2,10 +2,9 @@
 //! network layer's versioned frame (`/lotus/musig2/3.0.0`, wire version 1).
 //! An unknown variant or trailing bytes are decoding errors, never guesses.
 
-#[cfg(doc)]
-use musig2_core::Statement;
 use musig2_core::{
     NonceCommitment, PartialSignature, PublicKey, PublicNonce, Signature, SignedContribution,
+    Statement,
 };
 use musig2_security::{MessageKind, SessionAnnouncement};
 
@@ -228,6 +227,34 @@ impl Body {
             Self::ValidationError { .. } => MessageKind::ValidationError,
             Self::TranscriptView { .. } => MessageKind::TranscriptView,
             Self::RoundBatch { .. } => MessageKind::RoundBatch,
+        }
+    }
+
+    /// A contribution's signed statement and signature (commitment, nonce,
+    /// partial signature), if the body is one.
+    pub fn statement(&self) -> Option<(Statement, Signature)> {
+        match self {
+            Self::NonceCommit {
+                commitment,
+                signature,
+                ..
+            } => Some((Statement::NonceCommitment(*commitment), *signature)),
+            Self::NonceShare {
+                nonce, signature, ..
+            } => Some((Statement::PublicNonce(*nonce), *signature)),
+            Self::PartialSigShare {
+                partial_sig,
+                transcript,
+                signature,
+                ..
+            } => Some((
+                Statement::PartialSignature {
+                    partial_sig: *partial_sig,
+                    transcript: *transcript,
+                },
+                *signature,
+            )),
+            _ => None,
         }
     }
 

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use musig2_net::{MessageId, PeerId, Verdict};
 use musig2_security::{
-    Admission, Delivery, DirectMessage, Malformation, Rule, SenderRole, SessionAnnouncement,
-    SessionId as SecSessionId, SignedObject, TransactionType, Violation,
+    Admission, Delivery, DirectMessage, Malformation, MessageKind, Rule, SenderRole,
+    SessionAnnouncement, SessionId as SecSessionId, SignedObject, TransactionType, Violation,
 };
 use tracing::{debug, warn};
 
@@ -187,8 +187,13 @@ impl Inner {
                 }
                 (Body::SessionAbort { report, .. }, _) => {
                     debug!(?index, reason = %report.reason, "abort after completion ignored; the signature is kept");
+                    // A co-signer that gave up (a timeout report) may lack
+                    // only our signature: it gets it, once.
+                    let answer = index
+                        .map(|i| session.answer_done(i, true))
+                        .filter(|answer| !answer.is_empty());
                     state.counters.aborts_after_completion += 1;
-                    None
+                    answer
                 }
                 _ => {
                     state.counters.late_messages += 1;
@@ -295,6 +300,16 @@ impl Inner {
                 }
                 (_, found) => found,
             };
+            // A contribution we hold already, identical (it came in a
+            // batch first): nothing new, and never a wrong-phase penalty
+            // for its honest signer.
+            if let (Some(i), Some((statement, signature))) = (index, message.body.statement())
+                && session.holds(i, &statement, &signature)
+            {
+                drop(state);
+                lock(&self.state).counters.late_messages += 1;
+                return;
+            }
             let role = if index.is_some() && index == session.coordinator_index() {
                 SenderRole::Coordinator
             } else {
@@ -362,6 +377,16 @@ impl Inner {
                     return;
                 }
                 let list = state.buffered.entry(session_id).or_default();
+                // Batches are unstaged: one early batch per sender is kept
+                // (the latest), so that no sender can fill the buffer.
+                if kind == MessageKind::RoundBatch
+                    && let Some(slot) = list
+                        .iter_mut()
+                        .find(|(_, i, m)| *i == index && m.body.kind() == kind)
+                {
+                    *slot = (peer, index, message);
+                    return;
+                }
                 if list.len() < BUFFERED_PER_SESSION {
                     list.push((peer, index, message));
                 } else {

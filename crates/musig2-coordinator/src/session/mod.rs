@@ -232,6 +232,12 @@ pub(crate) struct Session {
     /// Per co-signer: the `want`s answered (bits of [`Round`], and 8 for
     /// the final signature).
     answered: Vec<u8>,
+    /// Per co-signer: the batches taken from it.
+    batches: Vec<u8>,
+    /// The relay: the coordinator the announcement's election names
+    /// (whatever our own election setting), in a session of
+    /// [`RELAY_MIN_SIGNERS`] or more; fixed when everyone joined.
+    relay_index: Option<usize>,
 }
 
 /// Node-level choices a session follows.
@@ -336,6 +342,8 @@ impl Session {
             relay_off: false,
             fell_back: 0,
             answered: vec![0; n],
+            batches: vec![0; n],
+            relay_index: None,
         })
     }
 

@@ -71,7 +71,7 @@ impl Router {
     }
 
     fn relay(&self) -> usize {
-        self.s[0].relay().unwrap()
+        self.s[0].relay_index.unwrap()
     }
 
     fn post(&mut self, from: usize, actions: Vec<Action>) {
@@ -154,7 +154,7 @@ impl Router {
 #[test]
 fn a_relayed_round_costs_two_messages_per_co_signer() {
     let mut r = Router::new(6);
-    assert_eq!(r.relay(), r.s[1].relay().unwrap());
+    assert_eq!(r.relay(), r.s[1].relay_index.unwrap());
     let relay = r.relay();
     r.sign(false);
     assert!(r.faults.is_empty(), "{:?}", r.faults);
@@ -182,18 +182,25 @@ fn a_relayed_round_costs_two_messages_per_co_signer() {
 #[test]
 fn small_sessions_have_no_relay() {
     let r = Router::new(3);
-    assert_eq!(r.s[0].relay(), None);
+    assert_eq!(r.s[0].relay_index, None);
 }
 
-/// A relay that forwards nothing: each signer's relay timer fires, the
-/// holdings are exchanged directly, and the session completes with nobody
-/// blamed.
+/// A relay that relays nothing (no round, no final signature) but answers
+/// when asked: each signer's relay timer fires, the holdings are exchanged
+/// directly, and the session completes with nobody blamed. (A relay that
+/// does not even answer withholds its own contributions: a silent signer,
+/// named by the round timeout like any other.)
 #[test]
-fn a_relay_that_withholds_everything_is_bypassed_and_nobody_is_blamed() {
+fn a_relay_that_relays_nothing_is_bypassed_and_nobody_is_blamed() {
     let mut r = Router::new(5);
     let relay = r.relay();
     r.tamper = Box::new(move |from, _, body| {
-        !(from == relay && matches!(body, Body::RoundBatch { want: false, .. }))
+        let relayed = matches!(
+            body,
+            Body::RoundBatch { want: false, contributions, signature }
+                if contributions.len() >= 5 || signature.is_some()
+        );
+        !(from == relay && relayed)
     });
     r.sign(true);
     assert!(r.faults.is_empty(), "{:?}", r.faults);
@@ -367,4 +374,50 @@ fn sent_body(actions: Vec<Action>) -> Body {
             Action::Emit(_) => None,
         })
         .unwrap()
+}
+
+/// A slow signer asked by co-signers that gave up on the relay before it
+/// signed: its partial signature then goes to everyone, not to the relay
+/// alone, and once complete it tells every asker the final signature, so a
+/// relay that tells only that signer the result cannot leave the askers
+/// waiting (and naming it). Fails if either is undone.
+#[test]
+fn a_slow_signer_that_was_asked_sends_its_partial_signature_to_everyone() {
+    let mut r = Router::new(5);
+    let relay = r.relay();
+    let slow = (relay + 3) % 5;
+    r.tamper = Box::new(move |from, to, body| {
+        let result = matches!(
+            body,
+            Body::RoundBatch {
+                signature: Some(_),
+                ..
+            }
+        );
+        !(from == relay && result && to != slow)
+    });
+    let mut rng = rand::rng();
+    r.step(&mut rng); // commitments
+    r.step(&mut rng); // nonces
+    for i in (0..5).filter(|i| *i != slow) {
+        let actions = r.s[i].start_round2(6).unwrap();
+        r.post(i, actions);
+    }
+    r.run();
+    for i in 0..5 {
+        let actions = r.s[i].relay_fallback(1_000_000, 1);
+        r.post(i, actions);
+    }
+    r.run();
+    assert!(r.s.iter().all(|s| s.final_signature.is_none()));
+    let actions = r.s[slow].start_round2(8).unwrap();
+    r.post(slow, actions);
+    r.run();
+    assert!(r.faults.is_empty(), "{:?}", r.faults);
+    let signatures = r.signatures();
+    assert!(
+        signatures
+            .iter()
+            .all(|s| s.is_some() && *s == signatures[0])
+    );
 }

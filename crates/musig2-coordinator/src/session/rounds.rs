@@ -121,6 +121,7 @@ impl Session {
         } else {
             None
         };
+        self.relay_index = self.pick_relay();
         vec![
             Action::Emit(CoordinatorEvent::SessionCreated(self.session_id)),
             Action::Emit(CoordinatorEvent::SessionReady {
@@ -568,10 +569,11 @@ impl Session {
         self.final_signature = Some(signature);
         self.secnonce = None;
         self.phase = SessionPhase::Complete;
-        let mut actions = vec![Action::Emit(CoordinatorEvent::SessionComplete {
+        let mut actions = self.tell_askers(signature);
+        actions.push(Action::Emit(CoordinatorEvent::SessionComplete {
             session_id: self.session_id,
             signature,
-        })];
+        }));
         if self.elected.is_some() {
             if self.options.failover {
                 let priority = coordinator_priority_list(&self.keys, self.election_method);

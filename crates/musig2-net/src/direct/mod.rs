@@ -322,9 +322,11 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Ok(Ok(payload)) => payload,
         };
-        counters.note_activity();
         let ack = match inbox.push(peer, payload) {
-            Admit::Queued => Ack::Accepted,
+            Admit::Queued => {
+                counters.note_activity();
+                Ack::Accepted
+            }
             Admit::PeerFull => {
                 counters.busy.fetch_add(1, Ordering::Relaxed);
                 counters.busy_peer.fetch_add(1, Ordering::Relaxed);

@@ -118,6 +118,7 @@ impl EventLoop {
                 // Closes its connections and denies new ones.
                 behaviour.blocked.block_peer(peer);
                 behaviour.kad.remove_peer(&peer);
+                self.kad_waiting.remove(&peer);
                 // Gossip it authored is dropped even when others relay it.
                 behaviour.gossipsub.blacklist_peer(&peer);
                 let _ = reply.send(Ok(()));

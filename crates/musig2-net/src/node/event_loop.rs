@@ -81,7 +81,7 @@ impl EventLoop {
     pub(super) fn route(&mut self, peer: PeerId, addrs: &[Multiaddr], serves_dht: bool) {
         let kad = &mut self.swarm.behaviour_mut().kad;
         if serves_dht && kad_holds(kad, &peer, addrs) {
-            self.kad_waiting.remove(&peer);
+            self.forget_waiting(&peer);
             return;
         }
         if serves_dht && self.direct.counters.quiet_for() < KAD_QUIET {
@@ -91,12 +91,20 @@ impl EventLoop {
             }
             return;
         }
-        self.kad_waiting.remove(&peer);
+        self.forget_waiting(&peer);
+        let kad = &mut self.swarm.behaviour_mut().kad;
         kad.remove_peer(&peer);
         if serves_dht {
             for addr in addrs {
                 kad.add_address(&peer, addr.clone());
             }
+        }
+    }
+
+    fn forget_waiting(&mut self, peer: &PeerId) {
+        self.kad_waiting.remove(peer);
+        if self.kad_waiting.is_empty() {
+            self.kad_waiting_since = None;
         }
     }
 
