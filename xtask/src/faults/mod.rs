@@ -172,6 +172,43 @@ const SCENARIOS: &[Scenario] = &[
         shape: Shape::Delay(50, 0),
         fault: Fault::KillCoordinator("COMPLETE"),
     },
+    // Sessions of 4 or more run their rounds through the elected
+    // coordinator (PROTOCOL.md §7.5): the same faults on 5 hosts.
+    Scenario {
+        name: "relay-loss-20pct-5",
+        hosts: 5,
+        sessions: 3,
+        shape: Shape::Loss(20),
+        fault: Fault::None,
+    },
+    Scenario {
+        name: "relay-partition-round1-heal-5",
+        hosts: 5,
+        sessions: 1,
+        shape: Shape::Delay(50, 0),
+        fault: Fault::Partition("NONCE_EXCHANGE"),
+    },
+    Scenario {
+        name: "relay-kill-cosigner-round1-5",
+        hosts: 5,
+        sessions: 2,
+        shape: Shape::Delay(50, 0),
+        fault: Fault::KillCosigner("NONCE_EXCHANGE", false),
+    },
+    Scenario {
+        name: "relay-kill-relay-round1-5",
+        hosts: 5,
+        sessions: 2,
+        shape: Shape::Delay(50, 0),
+        fault: Fault::KillCoordinator("NONCE_EXCHANGE"),
+    },
+    Scenario {
+        name: "relay-kill-relay-after-round2-5",
+        hosts: 5,
+        sessions: 2,
+        shape: Shape::Delay(50, 0),
+        fault: Fault::KillCoordinator("COMPLETE"),
+    },
     Scenario {
         name: "kill-restart-then-new-run",
         hosts: 3,

@@ -20,8 +20,11 @@ use crate::wire::{AbortReport, RelayedAbort};
 ///   against that signer's key);
 /// - with evidence that checks out against our session, its culprit is
 ///   named, with the proof;
-/// - a timeout or disconnection names the signers both the aborter and we
-///   find missing (recorded as the aborter's report, never as proof);
+/// - a timeout, disconnection or undeliverable message names the signers
+///   both the aborter and we find missing (recorded as the aborter's
+///   report, never as proof): in a relayed session the first signer to
+///   find the relay gone is often the one whose own contribution could not
+///   reach it;
 /// - a view mismatch names nobody if we saw differing views too;
 /// - anything else (a close, an accusation without proof or that we do not
 ///   share, a bad signature) names the aborter, who did end the session, as
@@ -106,7 +109,8 @@ fn judge_own(
         Some(
             code @ (ErrorCode::RoundTimeout
             | ErrorCode::JoinTimeout
-            | ErrorCode::ParticipantDisconnected),
+            | ErrorCode::ParticipantDisconnected
+            | ErrorCode::DeliveryFailed),
         ) => {
             let missing = session.missing();
             let agreed: Vec<usize> = report

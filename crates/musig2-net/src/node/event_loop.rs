@@ -70,33 +70,58 @@ impl EventLoop {
 
     /// Puts an identified peer in Kademlia's routing table (a DHT server)
     /// or takes it out (not one). Kademlia keeps every address it is given:
-    /// the peer's list is replaced rather than added to, so repeated identify
-    /// pushes cannot grow it past `max_addrs_per_peer`, and an unchanged list
-    /// is left alone. Every new peer in the table schedules a DHT bootstrap
-    /// half a second later (hundreds of requests on a network of 50; not
-    /// configurable in libp2p-kad), so while direct messages flow (a
-    /// signing session: its co-signers connect to each other just then) new
-    /// entries wait in `kad_waiting` for a quiet moment ([`KAD_QUIET`]), or
-    /// [`KAD_WAIT_MAX`] at most.
+    /// a peer's list is replaced rather than added to, so repeated identify
+    /// pushes cannot grow it past `max_addrs_per_peer`. A peer already in
+    /// the table is updated in place. A peer new to the table schedules a
+    /// DHT bootstrap half a second later (hundreds of requests on a network
+    /// of 50; not configurable in libp2p-kad), so while direct messages flow
+    /// (a signing session: its co-signers connect to each other just then)
+    /// a new entry waits in `kad_waiting` for a quiet moment ([`KAD_QUIET`]),
+    /// or [`KAD_WAIT_MAX`] at most; its addresses go to the dial book at
+    /// once, so that dialling it never waits.
     pub(super) fn route(&mut self, peer: PeerId, addrs: &[Multiaddr], serves_dht: bool) {
         let kad = &mut self.swarm.behaviour_mut().kad;
-        if serves_dht && kad_holds(kad, &peer, addrs) {
+        if !serves_dht {
             self.forget_waiting(&peer);
+            self.swarm.behaviour_mut().kad.remove_peer(&peer);
             return;
         }
-        if serves_dht && self.direct.counters.quiet_for() < KAD_QUIET {
-            if self.kad_waiting.len() < KAD_WAITING_MAX || self.kad_waiting.contains_key(&peer) {
-                self.kad_waiting.insert(peer, addrs.to_vec());
-                self.kad_waiting_since.get_or_insert_with(Instant::now);
+        match kad_addrs(kad, &peer) {
+            Some(held) => {
+                // In place: the new addresses first (an entry whose last
+                // address goes is removed), then the stale ones.
+                for addr in addrs {
+                    kad.add_address(&peer, addr.clone());
+                }
+                for stale in held.iter().filter(|h| {
+                    !addrs
+                        .iter()
+                        .any(|a| a.clone().with_p2p(peer).is_ok_and(|a| a == **h))
+                }) {
+                    kad.remove_address(&peer, stale);
+                }
+                self.forget_waiting(&peer);
             }
-            return;
-        }
-        self.forget_waiting(&peer);
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        kad.remove_peer(&peer);
-        if serves_dht {
-            for addr in addrs {
-                kad.add_address(&peer, addr.clone());
+            None if self.direct.counters.quiet_for() < KAD_QUIET => {
+                let now = Instant::now();
+                let book = &mut self.swarm.behaviour_mut().addresses.book;
+                for addr in addrs {
+                    book.add(peer, addr.clone(), now);
+                }
+                if self.kad_waiting.len() < KAD_WAITING_MAX || self.kad_waiting.contains_key(&peer)
+                {
+                    self.kad_waiting.insert(peer, addrs.to_vec());
+                    self.kad_waiting_since.get_or_insert(now);
+                }
+            }
+            None => {
+                self.forget_waiting(&peer);
+                for addr in addrs {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
+                }
             }
         }
     }
@@ -303,25 +328,15 @@ fn record(metrics: &libp2p::metrics::Metrics, event: &SwarmEvent<BehaviourEvent>
     }
 }
 
-/// Whether Kademlia's routing table holds `peer` with exactly `addrs`.
-fn kad_holds(
+/// The addresses Kademlia's routing table holds for `peer` (with their
+/// `/p2p` suffix), if it holds the peer.
+fn kad_addrs(
     kad: &mut libp2p::kad::Behaviour<crate::dht::DhtStore>,
     peer: &PeerId,
-    addrs: &[Multiaddr],
-) -> bool {
-    let Some(bucket) = kad.kbucket(*peer) else {
-        return false;
-    };
+) -> Option<Vec<Multiaddr>> {
+    let bucket = kad.kbucket(*peer)?;
     bucket
         .iter()
         .find(|entry| entry.node.key.preimage() == peer)
-        .is_some_and(|entry| {
-            let held: Vec<&Multiaddr> = entry.node.value.iter().collect();
-            held.len() == addrs.len()
-                && addrs.iter().all(|a| {
-                    a.clone()
-                        .with_p2p(*peer)
-                        .is_ok_and(|a| held.iter().any(|h| **h == a))
-                })
-        })
+        .map(|entry| entry.node.value.iter().cloned().collect())
 }
