@@ -98,6 +98,10 @@ struct TimeoutsTable {
     join_secs: Option<u64>,
     /// Each round must finish within this (default 120).
     round_secs: Option<u64>,
+    /// In a relayed session (4+ signers), how long to wait for the relay's
+    /// round before exchanging directly, in milliseconds (default 2000; at
+    /// most half of `round_secs`).
+    relay_ms: Option<u64>,
     /// A co-signer disconnected this long during a session is blamed (default 10).
     disconnect_grace_secs: Option<u64>,
     /// The coordinator must confirm its broadcast within this before the
@@ -278,6 +282,10 @@ pub(crate) async fn start(config: &NodeConfig, auto_join: bool) -> Result<Starte
         ),
         join_timeout: secs(config.timeouts.join_secs, defaults.join_timeout),
         round_timeout: secs(config.timeouts.round_secs, defaults.round_timeout),
+        relay_timeout: config
+            .timeouts
+            .relay_ms
+            .map_or(defaults.relay_timeout, Duration::from_millis),
         disconnect_grace: secs(
             config.timeouts.disconnect_grace_secs,
             defaults.disconnect_grace,
@@ -536,4 +544,18 @@ async fn run(config: NodeConfig) -> Result<Outcome> {
         output: json!({"event": "stopped", "sessions_completed": completed}).to_string(),
         code: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeouts_table_takes_relay_ms_and_refuses_unknown_keys() {
+        let config: NodeConfig =
+            toml::from_str("[timeouts]\nround_secs = 15\nrelay_ms = 500\n").expect("parses");
+        assert_eq!(config.timeouts.relay_ms, Some(500));
+        assert_eq!(config.timeouts.round_secs, Some(15));
+        assert!(toml::from_str::<NodeConfig>("[timeouts]\nrelay_secs = 5\n").is_err());
+    }
 }
