@@ -170,7 +170,7 @@ impl Inner {
                 (Body::SignatureFinalized { .. }, Some(i)) if session.is_later_backup(i) => {
                     // Its failover clock runs ahead of ours: judged when we
                     // reach it (sweep or trigger), not before.
-                    session.early_finalization = Some((i, peer, message.clone()));
+                    session.early_finalization = Some(Box::new((i, peer, message.clone())));
                     state.counters.late_messages += 1;
                     None
                 }
@@ -673,14 +673,14 @@ impl Inner {
             let Some(session) = state.sessions.get_mut(&session_id) else {
                 return;
             };
-            match &session.early_finalization {
+            match session.early_finalization.as_deref() {
                 Some((i, _, _)) if session.coordinator_index() == Some(*i) => {
                     session.early_finalization.take()
                 }
                 _ => None,
             }
         };
-        if let Some((_, peer, message)) = due {
+        if let Some((_, peer, message)) = due.map(|b| *b) {
             self.on_late(peer, message);
         }
     }

@@ -165,12 +165,13 @@ impl Session {
     }
 
     pub(super) fn store_signed(&mut self, signed: &SignedContribution) {
+        let n = self.len();
         let list = match signed.statement {
             Statement::NonceCommitment(_) => &mut self.signed_commitments,
             Statement::PublicNonce(_) => &mut self.signed_nonces,
             _ => return,
         };
-        if let Some(slot) = list.get_mut(signed.signer_index as usize) {
+        if let Some(slot) = held_slot(list, n, signed.signer_index as usize) {
             *slot = Some(*signed);
         }
     }

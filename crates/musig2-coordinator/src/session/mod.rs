@@ -180,7 +180,8 @@ pub(crate) struct Session {
     psigs: Vec<Option<PartialSignature>>,
     /// `Signed::digest` of the announcement: bound by joins and transcripts.
     pub announcement_digest: [u8; 32],
-    /// What each signer signed (ours included): the evidence we can show.
+    /// What each signer signed (ours included): the evidence we can show
+    /// (empty until the first one, then one slot per signer).
     signed_commitments: Vec<Option<SignedContribution>>,
     signed_nonces: Vec<Option<SignedContribution>>,
     /// Each co-signer's signed partial signature, kept (unverified until the
@@ -197,14 +198,15 @@ pub(crate) struct Session {
     /// Chronik look-ups started for reported broadcasts (bounded).
     pub broadcast_checks: u8,
     /// A later backup's finalization, kept until our failover reaches it
-    /// (one slot: the latest).
-    pub early_finalization: Option<(usize, PeerId, crate::wire::WireMessage)>,
+    /// (one slot: the latest; boxed, as it is rare and large).
+    pub early_finalization: Option<Box<(usize, PeerId, crate::wire::WireMessage)>>,
     /// Co-signers whose join was for another announcement under our id.
     pub other_announcement: Vec<usize>,
     secnonce: Option<SecretNonce>,
     /// Whether we drew a nonce in this session (so must never sign in it again).
     pub nonce_drawn: bool,
-    context: Option<SessionContext<Lotus>>,
+    /// Boxed: 500 bytes that a session waiting for joins does not need.
+    context: Option<Box<SessionContext<Lotus>>>,
     pub final_signature: Option<Signature>,
     election_method: ElectionMethod,
     options: SessionOptions,
@@ -316,9 +318,12 @@ impl Session {
             nonces: vec![None; n],
             psigs: vec![None; n],
             announcement_digest,
-            signed_commitments: vec![None; n],
-            signed_nonces: vec![None; n],
-            signed_psigs: vec![None; n],
+            // Filled on first use (`held_slot`): a session waiting for joins
+            // holds none, and three lists of n empty slots cost 720 bytes
+            // at n = 3.
+            signed_commitments: Vec::new(),
+            signed_nonces: Vec::new(),
+            signed_psigs: Vec::new(),
             transcript: None,
             view_mismatch: Vec::new(),
             views_received: Vec::new(),
@@ -481,6 +486,19 @@ impl Session {
             _ => {}
         }
     }
+}
+
+/// `list`'s slot for signer `index` of `n`, the list filled with empty
+/// slots on first use.
+fn held_slot(
+    list: &mut Vec<Option<SignedContribution>>,
+    n: usize,
+    index: usize,
+) -> Option<&mut Option<SignedContribution>> {
+    if list.is_empty() {
+        list.resize(n, None);
+    }
+    list.get_mut(index)
 }
 
 #[derive(Clone, Copy)]

@@ -380,7 +380,7 @@ impl Session {
             commitments.as_deref(),
             &nonces,
         ));
-        self.context = Some(context);
+        self.context = Some(Box::new(context));
         let mut actions = self.relay_round(Round::Nonces);
         actions.push(Action::Emit(CoordinatorEvent::Round1Complete(
             self.session_id,
@@ -414,7 +414,8 @@ impl Session {
             partial_sig: psig,
             transcript,
         });
-        if let Some(slot) = self.signed_psigs.get_mut(self.me) {
+        let n = self.len();
+        if let Some(slot) = held_slot(&mut self.signed_psigs, n, self.me) {
             *slot = Some(signed);
         }
         self.phase = SessionPhase::PartialSigExchange;
@@ -497,7 +498,8 @@ impl Session {
         // otherwise in this round (`invalid_partial`, from the coordinator's
         // `fault_naming`), to name its signer with proof. Every
         // valid session thus costs one verification, not one per signer.
-        if let Some(slot) = self.signed_psigs.get_mut(index) {
+        let n = self.len();
+        if let Some(slot) = held_slot(&mut self.signed_psigs, n, index) {
             *slot = Some(share);
         }
         self.set(Slot::Psig, index, SlotValue::Psig(partial_sig));
